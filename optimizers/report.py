@@ -1,0 +1,99 @@
+"""The report a recipe run produces (``report.json``), shared by CLI, worker and web.
+
+Shape (stable, documented in the README)::
+
+    {"model", "task", "variants": [{"name", "format", "path", "sha256",
+      "size_bytes", "metrics": {...}, "benchmark": {"<batch>": {"p50_ms", ...}}}],
+     "gate": {"outcome", "rules": [{"metric", "kind", "threshold", "baseline",
+      "candidate", "passed"}]}}
+
+Variants are in order, baseline first; the final variant is the candidate the
+gate judges. Extra keys (lineage, environment, timings) are additive.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+GateOutcome = Literal["pass", "fail", "needs_approval"]
+
+
+class LatencyStats(BaseModel):
+    """Latency distribution of one variant at one batch size (milliseconds)."""
+
+    batch_size: int
+    seq_len: int
+    iterations: int
+    seconds: float
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    mean_ms: float
+    stdev_ms: float
+    throughput_per_s: float
+    stable: bool
+    window_spread: float
+    preprocess_p50_ms: float
+    postprocess_p50_ms: float
+
+
+class BenchmarkInfo(BaseModel):
+    """Where and how a variant was timed."""
+
+    runtime: str
+    device: str
+    threads: dict[str, Any] = Field(default_factory=dict)
+    peak_rss_mb: float | None = None
+    isolated_process: bool = True
+
+
+class RuleOutcome(BaseModel):
+    metric: str
+    kind: str
+    threshold: float
+    baseline: float | None
+    candidate: float | None
+    passed: bool
+    detail: str = ""
+
+
+class GateReport(BaseModel):
+    outcome: GateOutcome
+    rules: list[RuleOutcome] = Field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list)
+
+
+class VariantReport(BaseModel):
+    name: str
+    format: str
+    path: str
+    sha256: str
+    size_bytes: int
+    produced_by: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    parent_sha256: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    benchmark: dict[str, LatencyStats] = Field(default_factory=dict)
+    benchmark_info: BenchmarkInfo | None = None
+    gate: GateReport | None = None
+
+
+class Report(BaseModel):
+    model: str
+    task: str
+    recipe: dict[str, Any] = Field(default_factory=dict)
+    variants: list[VariantReport] = Field(default_factory=list)
+    gate: GateReport | None = None
+    environment: dict[str, Any] = Field(default_factory=dict)
+    timings: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def baseline(self) -> VariantReport:
+        return self.variants[0]
+
+    @property
+    def final(self) -> VariantReport:
+        return self.variants[-1]
