@@ -1,0 +1,28 @@
+"""The Celery app: configured from Django settings (``CELERY_*``), broker = Redis.
+
+The web process never imports this module: it enqueues ``inferopt.run_job`` by
+name. Workers start with ``celery -A workers.celery worker -Q cpu``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from celery import Celery
+from celery.signals import worker_ready
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+
+app = Celery("inferopt")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(["workers"])
+
+logger = logging.getLogger(__name__)
+
+
+@worker_ready.connect
+def log_worker_queues(sender, **kwargs) -> None:
+    """Say which queues this worker consumes once it is ready for work."""
+    queues = sorted(queue.name for queue in getattr(sender.task_consumer, "queues", []))
+    logger.info("worker %s ready, consuming queues: %s", sender.hostname, ", ".join(queues) or "(none)")

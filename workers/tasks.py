@@ -1,0 +1,324 @@
+"""Celery tasks: load a job row, run its recipe through ``optimizers``, record the outcome.
+
+The job row is the record of a run (status, stage, progress, log, error,
+report, artifacts); there is no result backend. Tasks take a job id and fetch
+the fresh row; a job that is gone or already claimed is a normal outcome, so
+redelivery of the same message (``acks_late``) never runs a job twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import socket
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.core.files import File
+from django.db import transaction
+from django.db.models import F, TextField, Value
+from django.db.models.functions import Concat
+from django.utils import timezone
+
+from optimizers.artifacts import library_versions
+from optimizers.errors import CancelledError, InferOptError
+from optimizers.packaging import package_artifact
+from optimizers.pipeline import run_recipe
+from optimizers.recipe import Recipe
+from optimizers.report import Report
+from webapp.jobs.models import Artifact, Job
+from workers.celery import app
+
+logger = logging.getLogger(__name__)
+
+#: How often a running job writes progress to its row and re-reads its cancel flag.
+WRITE_INTERVAL_S = 1.0
+#: Longest traceback kept on a failed job (its last characters: the useful end).
+TRACEBACK_MAX_CHARS = 20_000
+#: Longest error message kept on a failed job (one line).
+ERROR_MAX_CHARS = 2_000
+#: Log text a job may append to its row; later lines are dropped with one notice.
+LOG_MAX_CHARS = 200_000
+
+
+def _fit(field: str, value: str) -> str:
+    """Cut ``value`` to the max_length of the Job field ``field``, if it has one."""
+    limit = Job._meta.get_field(field).max_length
+    return value[:limit] if limit else value
+
+
+def _one_line(text: str, limit: int = ERROR_MAX_CHARS) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _tail(text: str, limit: int = TRACEBACK_MAX_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    marker = "… (traceback cut to its last characters)\n"
+    return marker + text[-(limit - len(marker)) :]
+
+
+class JobRecorder:
+    """Keeps a running job's row current: stage, progress, log and the cancel flag.
+
+    Writes go through ``update()`` on rows still ``running`` (never ``save()``,
+    which would overwrite fields the web process changes, such as
+    ``cancel_requested``). Progress is written at most every
+    ``WRITE_INTERVAL_S`` seconds, and always when the stage changes.
+    """
+
+    def __init__(self, job_id: int, interval: float = WRITE_INTERVAL_S) -> None:
+        self.job_id = job_id
+        self.interval = interval
+        self._stage: str | None = None
+        self._progress: int | None = None
+        self._dirty = False
+        self._pending_log: list[str] = []
+        self._log_chars = 0
+        self._last_write = float("-inf")
+        self._last_cancel_check = float("-inf")
+        self._cancelled = False
+
+    def _rows(self):
+        return Job.objects.filter(pk=self.job_id, status=Job.Status.RUNNING)
+
+    def log(self, message: str) -> None:
+        """Queue one log line (timestamped) for the next write."""
+        if self._log_chars >= LOG_MAX_CHARS:
+            return
+        line = f"{timezone.now():%H:%M:%S} {message.rstrip()}\n"
+        self._log_chars += len(line)
+        if self._log_chars >= LOG_MAX_CHARS:
+            line = f"{timezone.now():%H:%M:%S} (log limit reached: later lines are not kept)\n"
+        self._pending_log.append(line)
+
+    def on_log(self, message: str) -> None:
+        self.log(message)
+        self._maybe_flush(force=False)
+
+    def on_progress(self, event: Any) -> None:
+        """``optimizers`` progress callback: ``event.stage``, ``event.percent``, ``event.message``."""
+        stage_changed = event.stage != self._stage
+        self._stage = event.stage
+        self._progress = int(max(0.0, min(100.0, float(event.percent))))
+        self._dirty = True
+        if event.message:
+            self.log(f"[{event.stage}] {event.message}")
+        self._maybe_flush(force=stage_changed)
+
+    def should_cancel(self) -> bool:
+        """``optimizers`` cancel check: has someone set ``cancel_requested`` on the row?"""
+        now = time.monotonic()
+        if not self._cancelled and now - self._last_cancel_check >= self.interval:
+            self._last_cancel_check = now
+            self._cancelled = Job.objects.filter(pk=self.job_id, cancel_requested=True).exists()
+        return self._cancelled
+
+    def _maybe_flush(self, *, force: bool) -> None:
+        if force or time.monotonic() - self._last_write >= self.interval:
+            self.flush()
+
+    def _pending_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        if self._dirty:
+            fields["stage"] = _fit("stage", self._stage or "")
+            fields["progress"] = self._progress
+            self._dirty = False
+        if self._pending_log:
+            text = "".join(self._pending_log)
+            self._pending_log.clear()
+            fields["log"] = Concat(F("log"), Value(text), output_field=TextField())
+        return fields
+
+    def flush(self) -> None:
+        fields = self._pending_fields()
+        if fields:
+            self._rows().update(**fields)
+        self._last_write = time.monotonic()
+
+    def finish(self, **fields: Any) -> int:
+        """Write the final state (plus anything pending) to the row; return the rows changed."""
+        pending = self._pending_fields()
+        pending.pop("stage", None)
+        pending.pop("progress", None)
+        return self._rows().update(**pending, **fields)
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "variant"
+
+
+def _package_variants(job: Job, report: Report, work_dir: Path) -> tuple[list[Artifact], list[str]]:
+    """Zip every non-baseline variant into storage; return unsaved rows and stored names."""
+    storage = Artifact._meta.get_field("file").storage
+    versions = library_versions()
+    rows: list[Artifact] = []
+    stored: list[str] = []
+    try:
+        for order, variant in enumerate(report.variants[1:], start=1):
+            is_final = order == len(report.variants) - 1
+            manifest = {
+                "job": job.pk,
+                "variant": variant.name,
+                "format": variant.format,
+                "produced_by": variant.produced_by,
+                "config": variant.config,
+                "parent_sha256": variant.parent_sha256,
+                "recipe": job.recipe,
+                "metrics": variant.metrics,
+                "sha256_content": variant.sha256,
+                "library_versions": versions,
+                "gate": report.gate.model_dump(mode="json") if is_final and report.gate else None,
+            }
+            filename = f"{order}-{_safe_name(variant.name)}.zip"
+            local_zip = work_dir / "packages" / filename
+            sha256, size = package_artifact(Path(variant.path), manifest, local_zip)
+            with open(local_zip, "rb") as handle:
+                name = storage.save(f"jobs/{job.pk}/{filename}", File(handle, name=filename))
+            stored.append(name)
+            rows.append(
+                Artifact(
+                    job=job,
+                    name=variant.name,
+                    format=variant.format,
+                    file=name,
+                    sha256=sha256,
+                    size_bytes=size,
+                    order=order,
+                    is_final=is_final,
+                )
+            )
+    except BaseException:
+        _delete_stored(stored)
+        raise
+    return rows, stored
+
+
+def _delete_stored(names: list[str]) -> None:
+    storage = Artifact._meta.get_field("file").storage
+    for name in names:
+        try:
+            storage.delete(name)
+        except OSError:
+            logger.warning("could not delete stored artifact %s", name, exc_info=True)
+
+
+def _soft_limit(task: Any) -> int | None:
+    limits = task.request.timelimit or (None, None)
+    return limits[1] or task.soft_time_limit
+
+
+@app.task(
+    name="inferopt.run_job",
+    bind=True,
+    acks_late=True,
+    soft_time_limit=settings.INFEROPT_JOB_SOFT_TIME_LIMIT,
+    time_limit=settings.INFEROPT_JOB_HARD_TIME_LIMIT,
+)
+def run_job(self, job_id: int) -> str:
+    """Run job ``job_id`` once; return its final status, or ``missing``/``skipped``.
+
+    ``skipped`` means another delivery already claimed the job (not ``queued``).
+    Errors end the job ``failed`` with a one-line ``error`` and a capped
+    ``traceback``; they are not raised, since the row is the record.
+    """
+    if not Job.objects.filter(pk=job_id).exists():
+        logger.warning("job %s does not exist (deleted before it ran?)", job_id)
+        return "missing"
+    claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
+        status=Job.Status.RUNNING,
+        started_at=timezone.now(),
+        worker=_fit("worker", self.request.hostname or socket.gethostname()),
+        attempts=F("attempts") + 1,
+        stage=_fit("stage", "starting"),
+        progress=0,
+    )
+    if not claimed:
+        logger.info("job %s is not queued any more (already claimed or cancelled): skipped", job_id)
+        return "skipped"
+
+    job = Job.objects.get(pk=job_id)
+    recorder = JobRecorder(job_id)
+    work_dir = Path(getattr(settings, "INFEROPT_WORK_DIR", Path(settings.INFEROPT_DATA_DIR) / "work")) / str(job_id)
+    started = time.monotonic()
+    stored: list[str] = []
+    succeeded = False
+    logger.info("job %s claimed by %s", job_id, job.worker)
+    try:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        work_dir.mkdir(parents=True)
+        recipe = Recipe.parse(job.recipe)
+        report = run_recipe(
+            recipe,
+            work_dir / "run",
+            on_progress=recorder.on_progress,
+            on_log=recorder.on_log,
+            should_cancel=recorder.should_cancel,
+            quick=settings.INFEROPT_QUICK_BENCHMARK,
+        )
+        artifacts, stored = _package_variants(job, report, work_dir)
+        recorder.log(f"packaged {len(artifacts)} artifact(s)")
+        with transaction.atomic():
+            Artifact.objects.bulk_create(artifacts)
+            done = recorder.finish(
+                status=Job.Status.SUCCEEDED,
+                stage=_fit("stage", "done"),
+                progress=100,
+                report=report.model_dump(mode="json"),
+                gate_outcome=report.gate.outcome if report.gate else "",
+                optimization_seconds=time.monotonic() - started,
+                finished_at=timezone.now(),
+            )
+            if not done:
+                # The row left "running" under us (deleted or reset): keep nothing.
+                transaction.set_rollback(True)
+                return "missing"
+        succeeded = True
+        logger.info("job %s succeeded (%s)", job_id, report.gate.outcome if report.gate else "no gate")
+        return Job.Status.SUCCEEDED
+    except CancelledError:
+        recorder.log("cancelled at the user's request")
+        _end(recorder, Job.Status.CANCELLED, started, stage="cancelled")
+        logger.info("job %s cancelled", job_id)
+        return Job.Status.CANCELLED
+    except SoftTimeLimitExceeded:
+        message = f"exceeded the time limit of {_soft_limit(self)} s"
+        _end(recorder, Job.Status.FAILED, started, error=message, tb=traceback.format_exc())
+        logger.warning("job %s failed: %s", job_id, message)
+        return Job.Status.FAILED
+    except InferOptError as error:
+        # Expected failures (bad recipe, pass cannot run here, bad result): the message is for users.
+        _end(recorder, Job.Status.FAILED, started, error=str(error), tb=traceback.format_exc())
+        logger.info("job %s failed: %s", job_id, error)
+        return Job.Status.FAILED
+    except Exception as error:
+        _end(recorder, Job.Status.FAILED, started, error=f"{type(error).__name__}: {error}", tb=traceback.format_exc())
+        logger.exception("job %s failed unexpectedly", job_id)
+        return Job.Status.FAILED
+    finally:
+        if not succeeded:
+            _delete_stored(stored)
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _end(
+    recorder: JobRecorder, status: str, started: float, *, stage: str | None = None, error: str = "", tb: str = ""
+) -> None:
+    fields: dict[str, Any] = {
+        "status": status,
+        "finished_at": timezone.now(),
+        "optimization_seconds": time.monotonic() - started,
+    }
+    if stage:
+        fields["stage"] = _fit("stage", stage)
+    if error:
+        fields["error"] = _one_line(error)
+        fields["traceback"] = _tail(tb)
+        recorder.log(f"failed: {fields['error']}")
+    recorder.finish(**fields)
