@@ -77,7 +77,7 @@ class JobRecorder:
         self.job_id = job_id
         self.interval = interval
         self._stage: str | None = None
-        self._progress: int | None = None
+        self._progress: float | None = None
         self._dirty = False
         self._pending_log: list[str] = []
         self._log_chars = 0
@@ -106,7 +106,7 @@ class JobRecorder:
         """``optimizers`` progress callback: ``event.stage``, ``event.percent``, ``event.message``."""
         stage_changed = event.stage != self._stage
         self._stage = event.stage
-        self._progress = int(max(0.0, min(100.0, float(event.percent))))
+        self._progress = round(max(0.0, min(100.0, float(event.percent))), 1)
         self._dirty = True
         if event.message:
             self.log(f"[{event.stage}] {event.message}")

@@ -1,0 +1,139 @@
+"""Fixtures for worker tests: a real Redis server and a real Celery worker subprocess.
+
+The worker reads and writes the same test database as the tests, so tests that
+use it need ``@pytest.mark.django_db(transaction=True)`` (rows must be committed
+for another process to see them).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
+
+from tests.support.services import (
+    CeleryWorker,
+    RedisServer,
+    database_url,
+    start_celery_worker,
+    start_redis,
+    use_file_sqlite_test_database,
+)
+from webapp.accounts.models import Team
+from webapp.catalog.models import ModelEntry
+from webapp.jobs.models import Job
+
+_sqlite_folder: Path | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before the test database exists: an SQLite one must be a file the worker can open.
+    global _sqlite_folder
+    _sqlite_folder = use_file_sqlite_test_database(django_settings.DATABASES)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _sqlite_folder is not None:
+        shutil.rmtree(_sqlite_folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(
+    django_db_setup: None, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CeleryWorker]:
+    """One worker for the session, on queue ``cpu``, against the test database."""
+    from django.db import connection
+
+    data_dir = tmp_path_factory.mktemp("worker-data")
+    worker = start_celery_worker(
+        redis_url=redis_server.url,
+        database_url=database_url(connection.settings_dict),
+        data_dir=data_dir,
+        log_path=data_dir / "worker.log",
+    )
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def worker_media(celery_worker: CeleryWorker, settings: Any) -> Path:
+    """Point this process's storage at the worker's media folder, so artifacts open here."""
+    media = celery_worker.data_dir / "media"
+    settings.MEDIA_ROOT = media
+    return media
+
+
+@pytest.fixture
+def make_job(django_user_model: Any) -> Callable[..., Job]:
+    """Create a queued job for ``recipe`` (owned by alice of team "workers")."""
+
+    def make(recipe: dict[str, Any], **fields: Any) -> Job:
+        team, _ = Team.objects.get_or_create(name="workers")
+        alice, _ = get_user_model().objects.get_or_create(username="alice")
+        entry, _ = ModelEntry.objects.get_or_create(
+            name=recipe["model"],
+            defaults={"reference": recipe["model"], "task": "feature-extraction", "source": "zoo"},
+        )
+        return Job.objects.create(team=team, submitter=alice, name="worker test", model=entry, recipe=recipe, **fields)
+
+    return make
+
+
+@pytest.fixture
+def enqueue(redis_server: RedisServer) -> Callable[[Job], None]:
+    """Publish ``inferopt.run_job`` for a job to the test broker (queue ``cpu``)."""
+    from workers.tasks import run_job
+
+    def publish(job: Job) -> None:
+        with run_job.app.connection_for_write(redis_server.url) as connection:
+            run_job.apply_async((job.pk,), connection=connection)
+
+    return publish
+
+
+@pytest.fixture
+def wait_for_final(celery_worker: CeleryWorker) -> Callable[..., Job]:
+    """Poll a job's row until it is succeeded/failed/cancelled; fail with the worker's log otherwise."""
+
+    def wait(job_id: int, timeout: float = 600.0) -> Job:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = Job.objects.get(pk=job_id)
+            if job.is_final:
+                return job
+            if not celery_worker.is_alive():
+                pytest.fail(f"the worker died while job {job_id} was {job.status}:\n{celery_worker.log_tail()}")
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"job {job_id} still {job.status} ({job.stage}) after {timeout:.0f}s:\n{celery_worker.log_tail()}"
+                )
+            time.sleep(0.25)
+
+    return wait
+
+
+@pytest.fixture
+def wait_for_worker_log(celery_worker: CeleryWorker) -> Callable[..., None]:
+    """Wait until the worker's output contains a text."""
+
+    def wait(text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in celery_worker.log_text():
+            if time.monotonic() > deadline:
+                pytest.fail(f"the worker never logged {text!r}:\n{celery_worker.log_tail()}")
+            time.sleep(0.1)
+
+    return wait
