@@ -19,9 +19,7 @@ def sha256_file(path: Path) -> str:
 
 
 def _files(folder: Path, exclude: tuple[str, ...]) -> list[Path]:
-    return sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() not in exclude
-    )
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() not in exclude)
 
 
 def sha256_path(path: Path, exclude: tuple[str, ...] = ()) -> str:

@@ -114,7 +114,9 @@ def save_dynamic_int8(model, folder: Path, *, engine: str) -> int:
     floats = {
         key: value.detach().contiguous()
         for key, value in model.state_dict().items()
-        if isinstance(value, torch.Tensor) and not value.is_quantized and value.dtype.is_floating_point
+        if isinstance(value, torch.Tensor)
+        and not value.is_quantized
+        and value.dtype.is_floating_point
         and not any(key.startswith(f"{name}.") for name in linears)
     }
     save_file(floats, str(folder / FLOAT_FILE))
@@ -155,5 +157,3 @@ def load_dynamic_int8(folder: Path):
     if unexpected_missing:
         raise PassError(f"{folder.name}: weights missing for {', '.join(unexpected_missing[:5])}")
     return model
-
-

@@ -1,0 +1,113 @@
+"""Turn a recipe's model reference into the baseline ``ModelArtifact``.
+
+Accepted references: ``zoo:<name>`` (demo models), a Hugging Face folder
+(``config.json`` + safetensors), an ONNX folder (``model.onnx`` + tokenizer
+files), or a bare ``.onnx`` file together with a ``tokenizer`` folder. Hub ids
+are not resolved here (no network at run time); download a folder first.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from optimizers.artifacts import ONNX_FILE, ModelArtifact
+from optimizers.errors import RecipeError, UnsafeInputError
+from optimizers.zoo import is_zoo_reference, zoo_model_folder
+
+BASELINE_NAME = "baseline"
+
+
+def task_from_config(folder: Path) -> str:
+    """Task implied by ``config.json``'s ``architectures`` (encoders → feature-extraction)."""
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return "feature-extraction"
+    architectures = " ".join(config.get("architectures") or [])
+    if "ForCausalLM" in architectures:
+        return "causal-lm"
+    if "ForSequenceClassification" in architectures:
+        return "text-classification"
+    if "ForImageClassification" in architectures:
+        return "image-classification"
+    return "feature-extraction"
+
+
+def resolve_model(
+    reference: str, *, task: str | None = None, tokenizer: str | None = None, work_dir: Path | None = None
+) -> ModelArtifact:
+    """The baseline artifact for ``reference`` (see module docstring).
+
+    ``work_dir`` is where a bare ``.onnx`` file is assembled with its
+    tokenizer; without it (validation only) nothing is copied.
+    """
+    if is_zoo_reference(reference):
+        folder, zoo_task = zoo_model_folder(reference)
+        return _describe(folder, "hf", task or zoo_task)
+    path = Path(reference)
+    if not path.exists():
+        raise RecipeError(f"model not found: {reference} (give zoo:minilm, a model folder or an .onnx file)")
+    if path.is_file() and path.suffix == ".onnx":
+        return _bare_onnx(path, task, tokenizer, work_dir)
+    if (path / ONNX_FILE).is_file():
+        check_onnx_external_data(path / ONNX_FILE)
+        return _describe(path, "onnx", task or task_from_config(path))
+    if (path / "config.json").is_file():
+        return _describe(path, "hf", task or task_from_config(path))
+    raise RecipeError(f"{reference} is neither a Hugging Face folder (config.json) nor an ONNX model")
+
+
+def _describe(folder: Path, format: str, task: str) -> ModelArtifact:
+    return ModelArtifact.from_folder(folder, name=BASELINE_NAME, format=format, task=task, write_metadata=False)
+
+
+def _bare_onnx(path: Path, task: str | None, tokenizer: str | None, work_dir: Path | None) -> ModelArtifact:
+    if not tokenizer or not (Path(tokenizer) / "tokenizer_config.json").is_file():
+        raise RecipeError("an .onnx file needs 'tokenizer': a folder with the tokenizer files of that model")
+    check_onnx_external_data(path)
+    if work_dir is None:
+        return ModelArtifact(
+            name=BASELINE_NAME,
+            path=str(path.parent),
+            format="onnx",
+            task=task or "feature-extraction",
+            sha256="",
+            size_bytes=path.stat().st_size,
+        )
+    from optimizers.passes.common import copy_companion_files
+
+    target = Path(work_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    copy_companion_files(Path(tokenizer), target)
+    shutil.copy2(path, target / ONNX_FILE)
+    return _describe(target, "onnx", task or task_from_config(target))
+
+
+def check_onnx_external_data(onnx_file: Path) -> None:
+    """Refuse ONNX graphs whose external-data locations escape their folder.
+
+    Checked before ONNX or ONNX Runtime open the file (CVE-2022-25882,
+    CVE-2024-27318): no absolute paths, no ``..``, nothing through symlinks.
+    """
+    import onnx
+
+    model = onnx.load(str(onnx_file), load_external_data=False)
+    base = Path(onnx_file).parent.resolve()
+    tensors = list(model.graph.initializer)
+    for node in model.graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                tensors.append(attribute.t)
+    for tensor in tensors:
+        for entry in tensor.external_data:
+            if entry.key != "location":
+                continue
+            location = Path(entry.value)
+            resolved = (base / location).resolve()
+            if location.is_absolute() or ".." in location.parts or not resolved.is_relative_to(base):
+                raise UnsafeInputError(
+                    f"ONNX tensor {tensor.name!r} points its external data outside the model folder "
+                    f"({entry.value!r}); refused"
+                )
