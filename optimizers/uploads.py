@@ -148,9 +148,7 @@ def _plan(
             continue
         declared += info.file_size
         if declared > max_total_bytes:
-            raise UnsafeInputError(
-                f"the archive expands to more than {max_total_bytes} bytes, the upload limit"
-            )
+            raise UnsafeInputError(f"the archive expands to more than {max_total_bytes} bytes, the upload limit")
         if info.file_size > RATIO_CHECK_MIN_BYTES and info.file_size > MAX_COMPRESSION_RATIO * max(
             info.compress_size, 1
         ):

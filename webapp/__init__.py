@@ -1,0 +1,1 @@
+"""InferOpt web dashboard (Django project): pages, REST API, uploads, auth."""

@@ -1,0 +1,1 @@
+"""Teams, memberships with roles, and hashed API tokens."""

@@ -1,0 +1,1 @@
+"""Model catalogue and datasets: the built-in demo model, uploads and their validation."""

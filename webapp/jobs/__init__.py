@@ -1,0 +1,1 @@
+"""Optimization jobs: submission, live progress, results, charts and artifacts."""

@@ -1,0 +1,124 @@
+"""REST API for jobs: submit a recipe, list, detail, cancel."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from optimizers.errors import RecipeError
+from webapp.api import ErrorSerializer, error, request_team
+from webapp.catalog.services import resolve_dataset, resolve_model
+from webapp.jobs.models import Artifact, Job
+from webapp.jobs.services import cancel_job, submit_job
+
+
+class ArtifactSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField(help_text="download path (accepts the same bearer token)")
+
+    class Meta:
+        model = Artifact
+        fields = ["name", "format", "sha256", "size_bytes", "is_final", "url"]
+
+    def get_url(self, artifact: Artifact) -> str:
+        return reverse("jobs:artifact_download", args=[artifact.job_id, artifact.pk])
+
+
+class JobSummarySerializer(serializers.ModelSerializer):
+    team = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = Job
+        fields = [
+            "id", "name", "team", "status", "stage", "progress", "error",
+            "created_at", "started_at", "finished_at", "gate_outcome",
+        ]  # fmt: skip
+
+
+class JobSerializer(JobSummarySerializer):
+    artifacts = ArtifactSerializer(many=True, read_only=True, help_text="final artifact last")
+    report = serializers.JSONField(read_only=True, help_text="report.json once the job succeeded")
+
+    class Meta(JobSummarySerializer.Meta):
+        fields = [*JobSummarySerializer.Meta.fields, "queue", "cancel_requested", "recipe", "report", "artifacts"]
+
+
+class JobCreatedSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+
+
+RECIPE_EXAMPLE = {
+    "name": "MiniLM int8",
+    "model": "zoo:minilm",
+    "steps": [{"pass": "onnx_export", "opset": 17}, {"pass": "ort_quantize_dynamic"}],
+    "gate": [{"metric": "cosine", "kind": "absolute_drop", "threshold": 0.01}],
+    "benchmark": {"batch_sizes": [1, 8], "seq_len": 128},
+}
+
+
+class JobListView(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(summary="Your teams' jobs, newest first", responses=JobSummarySerializer(many=True))
+    def get(self, request):
+        jobs = Job.objects.visible_to(request.user).select_related("team")[:500]
+        return Response(JobSummarySerializer(jobs, many=True).data)
+
+    @extend_schema(
+        summary="Submit a recipe",
+        description=(
+            "The body is a recipe (the same object as the YAML recipe file). `model` is `zoo:<name>` or "
+            "`model:<id>` from GET /api/v1/models; `dataset` (optional) is `dataset:<id>`. Optional top-level "
+            "`name` and `team`."
+        ),
+        parameters=[OpenApiParameter("team", str, description="team name (default: your first team)")],
+        request=OpenApiTypes.OBJECT,
+        examples=[OpenApiExample("ONNX export + dynamic INT8", value=RECIPE_EXAMPLE, request_only=True)],
+        responses={201: JobCreatedSerializer, 400: ErrorSerializer},
+    )
+    def post(self, request):
+        if not isinstance(request.data, dict):
+            return error("the body must be a JSON object (a recipe)")
+        team, problem = request_team(request)
+        if problem:
+            return problem
+        recipe = dict(request.data)
+        name = recipe.pop("name", "") or ""
+        recipe.pop("team", None)
+        if not isinstance(name, str):
+            return error("'name' must be a string")
+        try:
+            entry = resolve_model(request.user, recipe.get("model"))
+            dataset, dataset_value = resolve_dataset(request.user, recipe.get("dataset"))
+            if dataset_value is not None:
+                recipe["dataset"] = dataset_value
+            if recipe.get("tokenizer") is not None:
+                raise RecipeError("'tokenizer' is not accepted over the API: the model folder's tokenizer is used")
+            job = submit_job(request.user, team, entry, recipe, dataset=dataset, name=name)
+        except RecipeError as problem:
+            return error(str(problem))
+        return Response({"id": job.pk, "status": job.status}, status=status.HTTP_201_CREATED)
+
+
+class JobDetailView(APIView):
+    @extend_schema(summary="One job: status, progress, report and artifacts", responses=JobSerializer)
+    def get(self, request, pk: int):
+        job = get_object_or_404(Job.objects.visible_to(request.user).select_related("team"), pk=pk)
+        return Response(JobSerializer(job).data)
+
+
+class JobCancelView(APIView):
+    @extend_schema(
+        summary="Cancel a job (queued: at once; running: after its current step)",
+        request=None,
+        responses=JobSummarySerializer,
+    )
+    def post(self, request, pk: int):
+        job = cancel_job(get_object_or_404(Job.objects.visible_to(request.user), pk=pk))
+        return Response(JobSummarySerializer(job).data)

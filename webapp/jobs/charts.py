@@ -1,0 +1,107 @@
+"""Plotly figures for a job's results: pure functions from report.json to figure JSON.
+
+Each function takes the report (a ``report.json`` dict or an
+``optimizers.report.Report``) and returns a plain JSON-ready dict
+``{"data": [...], "layout": {...}}`` that ``Plotly.newPlot`` draws.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import plotly.graph_objects as go
+
+from optimizers.report import Report
+
+PERCENTILES = (("p50_ms", "p50"), ("p95_ms", "p95"), ("p99_ms", "p99"))
+CHART_IDS = ("chart-latency", "chart-throughput", "chart-size")
+_LAYOUT = {
+    "template": "plotly_white",
+    "margin": {"l": 60, "r": 20, "t": 50, "b": 60},
+    "legend": {"orientation": "h", "y": -0.2},
+    "height": 380,
+}
+
+
+def _as_report(report: Report | dict[str, Any]) -> Report:
+    return report if isinstance(report, Report) else Report.model_validate(report)
+
+
+def _batch_sizes(report: Report) -> list[int]:
+    return sorted({int(batch) for variant in report.variants for batch in variant.benchmark})
+
+
+def _figure_json(figure: go.Figure) -> dict[str, Any]:
+    return json.loads(figure.to_json())
+
+
+def latency_figure(report: Report | dict[str, Any]) -> dict[str, Any]:
+    """Grouped bars: p50/p95/p99 latency of each variant, grouped by batch size."""
+    report = _as_report(report)
+    batch_axis, variant_axis, values = [], [], {key: [] for key, _ in PERCENTILES}
+    for batch in _batch_sizes(report):
+        for variant in report.variants:
+            stats = variant.benchmark.get(str(batch))
+            if stats is None:
+                continue
+            batch_axis.append(f"batch {batch}")
+            variant_axis.append(variant.name)
+            for key, _ in PERCENTILES:
+                values[key].append(getattr(stats, key))
+    figure = go.Figure(
+        data=[go.Bar(name=label, x=[batch_axis, variant_axis], y=values[key]) for key, label in PERCENTILES],
+        layout={**_LAYOUT, "title": {"text": "Latency percentiles (lower is better)"}, "barmode": "group"},
+    )
+    figure.update_yaxes(title_text="milliseconds per batch")
+    return _figure_json(figure)
+
+
+def throughput_figure(report: Report | dict[str, Any]) -> dict[str, Any]:
+    """Grouped bars: items per second of each variant at each batch size."""
+    report = _as_report(report)
+    batches = _batch_sizes(report)
+    traces = []
+    for variant in report.variants:
+        points = [
+            (f"batch {batch}", variant.benchmark[str(batch)]) for batch in batches if str(batch) in variant.benchmark
+        ]
+        traces.append(
+            go.Bar(name=variant.name, x=[label for label, _ in points], y=[s.throughput_per_s for _, s in points])
+        )
+    figure = go.Figure(
+        data=traces,
+        layout={**_LAYOUT, "title": {"text": "Throughput (higher is better)"}, "barmode": "group"},
+    )
+    figure.update_yaxes(title_text="items per second")
+    return _figure_json(figure)
+
+
+def size_figure(report: Report | dict[str, Any]) -> dict[str, Any]:
+    """Bars: artifact size of each variant in MB."""
+    report = _as_report(report)
+    sizes = [variant.size_bytes / 1e6 for variant in report.variants]
+    figure = go.Figure(
+        data=[
+            go.Bar(
+                x=[variant.name for variant in report.variants],
+                y=sizes,
+                text=[f"{size:.1f} MB" for size in sizes],
+                textposition="auto",
+                name="size",
+            )
+        ],
+        layout={**_LAYOUT, "title": {"text": "Model size"}, "showlegend": False},
+    )
+    figure.update_yaxes(title_text="MB")
+    return _figure_json(figure)
+
+
+def report_figures(report: Report | dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """All result charts keyed by their element id (``chart-latency``, ``chart-throughput``, ``chart-size``)."""
+    report = _as_report(report)
+    return {
+        "chart-latency": latency_figure(report),
+        "chart-throughput": throughput_figure(report),
+        "chart-size": size_figure(report),
+    }

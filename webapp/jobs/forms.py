@@ -1,0 +1,279 @@
+"""The new-job form, generated from the pass registry's config JSON schemas.
+
+Each pass gets an "enabled" checkbox, an "order" number and one field per config
+property (boolean → checkbox, integer/number → number input with min/max,
+enum → select, string → text, list → comma-separated text). The form only
+converts values; ``Recipe.parse`` is the single validator, and its
+``RecipeError`` message is shown on the form.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from django import forms
+
+from webapp.accounts.services import teams_of
+from webapp.catalog.models import Dataset, ModelEntry
+
+#: Default step order: the usual chain first, other passes after them by name.
+DEFAULT_STEP_ORDER = ["onnx_export", "ort_optimize", "ort_quantize_dynamic", "torch_quantize_dynamic"]
+
+
+@dataclass
+class ConfigField:
+    """One config property of a pass, as the form shows it."""
+
+    key: str
+    kind: str  # bool, int, float, choice, text, list, json
+    title: str
+    description: str = ""
+    default: Any = None
+    nullable: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: list[Any] = field(default_factory=list)
+    item_kind: str = "text"
+
+
+def _resolve(schema: dict[str, Any], defs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Inline ``$ref``/``allOf`` and unwrap ``anyOf [X, null]``; return (schema, nullable)."""
+    schema = dict(schema)
+    nullable = False
+    if "$ref" in schema:
+        target = defs.get(schema.pop("$ref").rsplit("/", 1)[-1], {})
+        schema = {**target, **schema}
+    if "allOf" in schema and len(schema["allOf"]) == 1:
+        inner, _ = _resolve(schema.pop("allOf")[0], defs)
+        schema = {**inner, **schema}
+    if "anyOf" in schema:
+        options = schema.pop("anyOf")
+        non_null = [option for option in options if option.get("type") != "null"]
+        nullable = len(non_null) < len(options)
+        if len(non_null) == 1:
+            inner, _ = _resolve(non_null[0], defs)
+            schema = {**inner, **schema}
+    return schema, nullable
+
+
+def config_fields(config_schema: dict[str, Any]) -> list[ConfigField]:
+    """Form field specs for a pass's ``config_schema`` (pydantic JSON schema)."""
+    defs = config_schema.get("$defs", {})
+    specs = []
+    for key, raw in config_schema.get("properties", {}).items():
+        schema, nullable = _resolve(raw, defs)
+        spec = ConfigField(
+            key=key,
+            kind="json",
+            title=schema.get("title") or key.replace("_", " "),
+            description=schema.get("description", ""),
+            default=schema.get("default"),
+            nullable=nullable,
+        )
+        kind = schema.get("type")
+        if "enum" in schema or "const" in schema:
+            spec.kind = "choice"
+            spec.choices = list(schema.get("enum", [schema.get("const")]))
+        elif kind == "boolean":
+            spec.kind = "bool"
+        elif kind in ("integer", "number"):
+            spec.kind = "int" if kind == "integer" else "float"
+            spec.minimum = schema.get("minimum", schema.get("exclusiveMinimum"))
+            spec.maximum = schema.get("maximum", schema.get("exclusiveMaximum"))
+        elif kind == "string":
+            spec.kind = "text"
+        elif kind == "array" and isinstance(schema.get("items"), dict):
+            items, _ = _resolve(schema["items"], defs)
+            if items.get("type") in ("string", "integer", "number"):
+                spec.kind = "list"
+                spec.item_kind = {"string": "text", "integer": "int", "number": "float"}[items["type"]]
+        specs.append(spec)
+    return specs
+
+
+def _django_field(spec: ConfigField) -> forms.Field:
+    common = {"required": False, "label": spec.title, "help_text": spec.description}
+    if spec.kind == "bool":
+        return forms.BooleanField(initial=bool(spec.default), **common)
+    if spec.kind in ("int", "float"):
+        attrs = {"step": "1" if spec.kind == "int" else "any"}
+        if spec.minimum is not None:
+            attrs["min"] = spec.minimum
+        if spec.maximum is not None:
+            attrs["max"] = spec.maximum
+        field_class = forms.IntegerField if spec.kind == "int" else forms.FloatField
+        return field_class(initial=spec.default, widget=forms.NumberInput(attrs=attrs), **common)
+    if spec.kind == "choice":
+        choices = [(json.dumps(value), str(value)) for value in spec.choices]
+        if spec.nullable:
+            choices.insert(0, ("", "— default —"))
+        initial = json.dumps(spec.default) if spec.default is not None else ""
+        return forms.ChoiceField(choices=choices, initial=initial, **common)
+    if spec.kind == "list":
+        initial = ", ".join(str(value) for value in spec.default) if isinstance(spec.default, list) else ""
+        return forms.CharField(initial=initial, **common)
+    if spec.kind == "json":
+        initial = json.dumps(spec.default) if spec.default is not None else ""
+        return forms.CharField(initial=initial, widget=forms.Textarea(attrs={"rows": 2}), **common)
+    return forms.CharField(initial=spec.default if spec.default is not None else "", **common)
+
+
+def _convert(spec: ConfigField, value: Any) -> Any:
+    """Form value → config value; ``None`` means "leave the pass's default"."""
+    if spec.kind == "bool":
+        return bool(value)
+    if value is None or value == "":
+        return None
+    if spec.kind == "choice":
+        return json.loads(value)
+    if spec.kind == "list":
+        items = [item.strip() for item in str(value).split(",") if item.strip()]
+        caster = {"int": int, "float": float}.get(spec.item_kind, str)
+        try:
+            return [caster(item) for item in items]
+        except ValueError:
+            raise forms.ValidationError(f"{spec.title}: expected a comma-separated list of numbers") from None
+    if spec.kind == "json":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            raise forms.ValidationError(f"{spec.title}: not valid JSON") from None
+    return value
+
+
+@dataclass
+class PassGroup:
+    """Everything the template needs to draw one technique."""
+
+    info: dict[str, Any]
+    enabled: forms.BoundField
+    order: forms.BoundField
+    fields: list[forms.BoundField]
+
+
+def _default_orders(pass_names: list[str]) -> dict[str, int]:
+    ranked = [name for name in DEFAULT_STEP_ORDER if name in pass_names]
+    ranked += sorted(name for name in pass_names if name not in DEFAULT_STEP_ORDER)
+    return {name: (index + 1) * 10 for index, name in enumerate(ranked)}
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise forms.ValidationError("batch sizes must be integers separated by commas, e.g. 1,8") from None
+    if not sizes:
+        raise forms.ValidationError("give at least one batch size")
+    return sizes
+
+
+def parse_gate(text: str) -> list[dict[str, Any]] | None:
+    """Lines ``metric kind threshold`` → gate rules (None when empty: the pipeline's default gate)."""
+    rules = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 3:
+            raise forms.ValidationError(f"gate line {number}: expected 'metric kind threshold'")
+        try:
+            threshold = float(parts[2])
+        except ValueError:
+            raise forms.ValidationError(f"gate line {number}: threshold must be a number") from None
+        rules.append({"metric": parts[0], "kind": parts[1], "threshold": threshold})
+    return rules or None
+
+
+class NewJobForm(forms.Form):
+    team = forms.ModelChoiceField(queryset=None, empty_label=None)
+    model = forms.ModelChoiceField(queryset=None, empty_label=None)
+    dataset = forms.ModelChoiceField(
+        queryset=None, required=False, empty_label="— built-in evaluation set —", label="Evaluation dataset"
+    )
+    name = forms.CharField(max_length=200, required=False, help_text="Optional; generated from the steps if empty.")
+    batch_sizes = forms.CharField(initial="1,8", label="Benchmark batch sizes", help_text="Comma-separated.")
+    seq_len = forms.IntegerField(initial=128, label="Sequence length", widget=forms.NumberInput(attrs={"min": 1}))
+    gate = forms.CharField(
+        required=False,
+        label="Gate rules",
+        widget=forms.Textarea(
+            attrs={"rows": 3, "placeholder": "cosine absolute_drop 0.01\nlatency_p50 min_speedup 1.2"}
+        ),
+        help_text="One rule per line: metric kind threshold. Kinds: absolute_drop, relative_drop, "
+        "recovery_ratio, min_speedup, max_size_ratio. Empty: the default gate.",
+    )
+
+    def __init__(self, *args, user, passes: list[dict[str, Any]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["team"].queryset = teams_of(user)
+        self.fields["model"].queryset = ModelEntry.objects.visible_to(user)
+        self.fields["dataset"].queryset = Dataset.objects.visible_to(user)
+        self.passes = passes
+        self.config_specs: dict[str, list[ConfigField]] = {}
+        orders = _default_orders([info["name"] for info in passes])
+        for info in passes:
+            name = info["name"]
+            self.fields[f"p__{name}__enabled"] = forms.BooleanField(required=False, label=info["title"])
+            self.fields[f"p__{name}__order"] = forms.IntegerField(
+                required=False, initial=orders[name], label="Order", widget=forms.NumberInput(attrs={"step": 1})
+            )
+            self.config_specs[name] = config_fields(info.get("config_schema", {}))
+            for spec in self.config_specs[name]:
+                self.fields[f"p__{name}__cfg__{spec.key}"] = _django_field(spec)
+
+    def pass_groups(self) -> list[PassGroup]:
+        groups = []
+        for info in self.passes:
+            name = info["name"]
+            groups.append(
+                PassGroup(
+                    info=info,
+                    enabled=self[f"p__{name}__enabled"],
+                    order=self[f"p__{name}__order"],
+                    fields=[self[f"p__{name}__cfg__{spec.key}"] for spec in self.config_specs[name]],
+                )
+            )
+        return groups
+
+    def clean_batch_sizes(self) -> list[int]:
+        return parse_batch_sizes(self.cleaned_data["batch_sizes"])
+
+    def clean_gate(self) -> list[dict[str, Any]] | None:
+        return parse_gate(self.cleaned_data.get("gate") or "")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if not self.errors:
+            cleaned["recipe"] = self.recipe_mapping()  # ValidationError → a form-wide error
+        return cleaned
+
+    def steps(self) -> list[dict[str, Any]]:
+        """The enabled passes as recipe steps, by their order number (ties: form order)."""
+        data = self.cleaned_data
+        chosen = []
+        for position, info in enumerate(self.passes):
+            name = info["name"]
+            if not data.get(f"p__{name}__enabled"):
+                continue
+            config = {}
+            for spec in self.config_specs[name]:
+                value = _convert(spec, data.get(f"p__{name}__cfg__{spec.key}"))
+                if value is not None:
+                    config[spec.key] = value
+            order = data.get(f"p__{name}__order")
+            chosen.append((order if order is not None else 0, position, {"pass": name, **config}))
+        return [step for _, _, step in sorted(chosen, key=lambda item: item[:2])]
+
+    def recipe_mapping(self) -> dict[str, Any]:
+        """The recipe the form describes (``model``/``dataset`` are filled in by ``submit_job``)."""
+        data = self.cleaned_data
+        recipe: dict[str, Any] = {
+            "model": data["model"].reference,
+            "steps": self.steps(),
+            "benchmark": {"batch_sizes": data["batch_sizes"], "seq_len": data["seq_len"]},
+        }
+        if data.get("gate"):
+            recipe["gate"] = data["gate"]
+        return recipe

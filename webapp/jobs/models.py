@@ -1,0 +1,106 @@
+"""The job row is the record of a run; workers/tasks.py keeps it current.
+
+Field names here are a contract with ``workers/tasks.py``: it claims a job with
+``Job.objects.filter(pk=id, status="queued").update(status="running", ...)``,
+appends to ``log``, sets ``stage``/``progress``, stores ``report`` and
+``gate_outcome`` and creates ``Artifact`` rows whose ``file`` goes through
+Django's storage (``jobs/<job id>/<name>.zip``).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import QuerySet
+
+from webapp.accounts.models import Team
+from webapp.catalog.models import Dataset, ModelEntry
+
+
+class JobQuerySet(models.QuerySet):
+    def visible_to(self, user) -> QuerySet[Job]:
+        from webapp.accounts.services import teams_of
+
+        return self.filter(team__in=teams_of(user))
+
+
+class Job(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class GateOutcome(models.TextChoices):
+        PASS = "pass", "Pass"
+        FAIL = "fail", "Fail"
+        NEEDS_APPROVAL = "needs_approval", "Needs approval"
+
+    FINAL_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="jobs")
+    submitter = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="jobs")
+    name = models.CharField(max_length=200)
+    model = models.ForeignKey(ModelEntry, on_delete=models.PROTECT, related_name="jobs")
+    dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs")
+    #: ``Recipe.to_raw()`` with ``model`` = the entry's reference, ``dataset`` = the file's absolute path.
+    recipe = models.JSONField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    stage = models.CharField(max_length=200, blank=True)
+    progress = models.FloatField(default=0.0)  # 0..100
+    log = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    queue = models.CharField(max_length=64, default="cpu")
+    cancel_requested = models.BooleanField(default=False)
+    report = models.JSONField(null=True, blank=True)
+    gate_outcome = models.CharField(max_length=16, choices=GateOutcome.choices, blank=True)
+    optimization_seconds = models.FloatField(null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.name}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL_STATUSES
+
+    @property
+    def is_active(self) -> bool:
+        return not self.is_final
+
+
+def artifact_upload_to(instance: Artifact, filename: str) -> str:
+    return f"jobs/{instance.job_id}/{filename}"
+
+
+class Artifact(models.Model):
+    """A packaged variant (zip with manifest.json) produced by a job."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="artifacts")
+    name = models.CharField(max_length=200)
+    format = models.CharField(max_length=16)
+    file = models.FileField(upload_to=artifact_upload_to, max_length=500)
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.BigIntegerField(default=0)
+    order = models.IntegerField(default=0)
+    is_final = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        # The final (candidate) artifact sorts last.
+        ordering = ["is_final", "order", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.format})"

@@ -1,0 +1,76 @@
+"""Rows for the results tables of a job page, computed from its report.json."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from optimizers.report import LatencyStats, Report, RuleOutcome
+
+
+@dataclass
+class GateRow:
+    rule: RuleOutcome
+
+    @property
+    def delta(self) -> float | None:
+        if self.rule.baseline is None or self.rule.candidate is None:
+            return None
+        return self.rule.candidate - self.rule.baseline
+
+
+@dataclass
+class VariantRow:
+    name: str
+    format: str
+    produced_by: str | None
+    size_bytes: int
+    sha256: str
+    metrics: dict[str, float]
+    benchmark: list[LatencyStats] = field(default_factory=list)
+    is_baseline: bool = False
+    is_final: bool = False
+
+
+@dataclass
+class Results:
+    report: Report
+    outcome: str | None
+    reasons: list[str]
+    gate_rows: list[GateRow]
+    variants: list[VariantRow]
+
+
+def build_results(raw: dict[str, Any] | None) -> Results | None:
+    """Typed results for the template; None when there is no report or it does not match the schema."""
+    if not raw:
+        return None
+    try:
+        report = Report.model_validate(raw)
+    except ValidationError:
+        return None
+    gate = report.gate
+    last = len(report.variants) - 1
+    variants = [
+        VariantRow(
+            name=variant.name,
+            format=variant.format,
+            produced_by=variant.produced_by,
+            size_bytes=variant.size_bytes,
+            sha256=variant.sha256,
+            metrics=variant.metrics,
+            benchmark=[variant.benchmark[key] for key in sorted(variant.benchmark, key=int)],
+            is_baseline=index == 0,
+            is_final=index == last and index > 0,
+        )
+        for index, variant in enumerate(report.variants)
+    ]
+    return Results(
+        report=report,
+        outcome=gate.outcome if gate else None,
+        reasons=gate.reasons if gate else [],
+        gate_rows=[GateRow(rule) for rule in gate.rules] if gate else [],
+        variants=variants,
+    )

@@ -1,0 +1,116 @@
+"""Job operations: submit (validate, save, enqueue after commit) and cancel.
+
+The web app enqueues by task *name* only, so it never imports worker code:
+``send_task("inferopt.run_job", args=[job.id], queue=job.queue)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from optimizers.passes import get_pass
+from optimizers.recipe import Recipe
+from webapp.jobs.models import Job
+
+logger = logging.getLogger(__name__)
+
+RUN_JOB_TASK = "inferopt.run_job"
+CPU_QUEUE = "cpu"
+GPU_QUEUE = "gpu"
+
+
+def celery_app():
+    """The project's Celery app (``workers/celery.py``), imported only when a job is sent."""
+    from workers.celery import app
+
+    return app
+
+
+def queue_for(recipe: Recipe) -> str:
+    """``gpu`` when any step needs CUDA, else ``cpu``."""
+    needs_gpu = any(get_pass(step.pass_name).requires.device == "cuda" for step in recipe.steps)
+    return GPU_QUEUE if needs_gpu else CPU_QUEUE
+
+
+def default_job_name(model_entry, recipe: Recipe) -> str:
+    steps = " → ".join(step.pass_name for step in recipe.steps) or "baseline only"
+    return f"{model_entry.name}: {steps}"[:200]
+
+
+def submit_job(user, team, model_entry, recipe_mapping: dict[str, Any], dataset=None, name: str = "") -> Job:
+    """Validate ``recipe_mapping`` for ``model_entry``, save a queued job and enqueue it on commit.
+
+    ``model`` is set to the entry's reference and ``dataset`` to the dataset file's
+    path, whatever the mapping said. Raises ``RecipeError`` with a readable message.
+    """
+    raw = dict(recipe_mapping)
+    raw["model"] = model_entry.reference
+    if dataset is not None:
+        raw["dataset"] = dataset.file.path
+    if not raw.get("task"):
+        raw["task"] = model_entry.task
+    recipe = Recipe.parse(raw, input_format=model_entry.format)
+    job = Job.objects.create(
+        team=team,
+        submitter=user,
+        name=(name or "").strip()[:200] or default_job_name(model_entry, recipe),
+        model=model_entry,
+        dataset=dataset,
+        recipe=recipe.to_raw(),
+        queue=queue_for(recipe),
+        celery_task_id=str(uuid.uuid4()),
+    )
+    job_id = job.pk
+    transaction.on_commit(lambda: enqueue_job(job_id))
+    return job
+
+
+def enqueue_job(job_id: int) -> bool:
+    """Publish the run task; if the broker cannot be reached, fail the job with a clear error."""
+    job = Job.objects.get(pk=job_id)
+    try:
+        celery_app().send_task(
+            RUN_JOB_TASK,
+            args=[job.pk],
+            queue=job.queue,
+            task_id=job.celery_task_id or None,
+            retry=True,
+            retry_policy={
+                "max_retries": settings.INFEROPT_ENQUEUE_MAX_RETRIES,
+                "interval_start": 0,
+                "interval_step": 0.5,
+                "interval_max": 1,
+            },
+        )
+    except Exception as error:  # any broker/import failure must not break the request
+        logger.exception("could not enqueue job %s", job_id)
+        Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
+            status=Job.Status.FAILED,
+            error=f"could not reach the queue: {error}",
+            finished_at=timezone.now(),
+        )
+        return False
+    return True
+
+
+def cancel_job(job: Job) -> Job:
+    """Ask a job to stop: a queued job is cancelled at once (and revoked), a running one at its next step."""
+    if job.is_final:
+        return job
+    Job.objects.filter(pk=job.pk).update(cancel_requested=True)
+    cancelled_now = Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
+        status=Job.Status.CANCELLED, stage="cancelled", finished_at=timezone.now()
+    )
+    if cancelled_now and job.celery_task_id:
+        try:
+            celery_app().control.revoke(job.celery_task_id)
+        except Exception:  # the cancelled status already stops a late delivery
+            logger.warning("could not revoke task %s of job %s", job.celery_task_id, job.pk, exc_info=True)
+    job.refresh_from_db()
+    return job

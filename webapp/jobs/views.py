@@ -1,0 +1,134 @@
+"""Job pages: list, new-job form, detail with live status, results and downloads."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.text import get_valid_filename
+from django.views.decorators.http import require_POST
+
+from optimizers.errors import RecipeError
+from optimizers.passes import all_passes
+from webapp.catalog.services import ensure_demo_models
+from webapp.jobs.access import login_or_token_required
+from webapp.jobs.charts import report_figures
+from webapp.jobs.forms import NewJobForm
+from webapp.jobs.models import Artifact, Job
+from webapp.jobs.results import build_results
+from webapp.jobs.services import cancel_job, submit_job
+
+LOG_TAIL_CHARS = 20_000
+
+
+def _visible_job(request, pk: int) -> Job:
+    return get_object_or_404(Job.objects.visible_to(request.user).select_related("model", "dataset", "team"), pk=pk)
+
+
+def _status_context(job: Job) -> dict:
+    log = job.log or ""
+    return {"job": job, "log_tail": log[-LOG_TAIL_CHARS:], "log_truncated": len(log) > LOG_TAIL_CHARS}
+
+
+@login_required
+def job_list(request):
+    jobs = Job.objects.visible_to(request.user).select_related("model", "team", "submitter")
+    page = Paginator(jobs, 50).get_page(request.GET.get("page"))
+    return render(request, "jobs/job_list.html", {"page": page, "jobs": page.object_list})
+
+
+@login_required
+def job_new(request):
+    ensure_demo_models()
+    passes = [technique.describe() for technique in all_passes()]
+    initial = {}
+    if request.method == "GET" and (model_id := request.GET.get("model", "")).isdigit():
+        initial["model"] = int(model_id)
+    form = NewJobForm(request.POST or None, user=request.user, passes=passes, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            job = submit_job(
+                request.user, data["team"], data["model"], data["recipe"], dataset=data["dataset"], name=data["name"]
+            )
+        except RecipeError as error:
+            form.add_error(None, str(error))
+        else:
+            messages.success(request, f"Job #{job.pk} queued.")
+            return redirect("jobs:detail", pk=job.pk)
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request,
+        "jobs/job_new.html",
+        {"form": form, "no_team": not form.fields["team"].queryset.exists()},
+        status=status,
+    )
+
+
+@login_required
+def job_detail(request, pk: int):
+    job = _visible_job(request, pk)
+    results = build_results(job.report)
+    context = {
+        **_status_context(job),
+        "results": results,
+        "figures": report_figures(results.report) if results and results.report.variants else None,
+        "artifacts": job.artifacts.all(),
+        "recipe_json": json.dumps(job.recipe, indent=2),
+    }
+    return render(request, "jobs/job_detail.html", context)
+
+
+@login_required
+def job_status(request, pk: int):
+    """The live status block; htmx polls it every 2 s while the job is queued or running."""
+    job = _visible_job(request, pk)
+    response = render(request, "jobs/_status.html", _status_context(job))
+    if job.is_final and request.headers.get("HX-Request"):
+        # The page was polling an active job that just finished: reload it to show the results.
+        response["HX-Refresh"] = "true"
+    return response
+
+
+@login_required
+@require_POST
+def job_cancel(request, pk: int):
+    job = cancel_job(_visible_job(request, pk))
+    if job.status == Job.Status.CANCELLED:
+        messages.info(request, f"Job #{job.pk} cancelled.")
+    elif job.is_active:
+        messages.info(request, f"Cancellation requested: job #{job.pk} stops after its current step.")
+    return redirect("jobs:detail", pk=job.pk)
+
+
+def _attachment_headers(response: HttpResponse) -> HttpResponse:
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@login_or_token_required
+def report_json(request, pk: int):
+    job = _visible_job(request, pk)
+    if job.report is None:
+        raise Http404("this job has no report yet")
+    response = HttpResponse(json.dumps(job.report, indent=2), content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="job-{job.pk}-report.json"'
+    return _attachment_headers(response)
+
+
+@login_or_token_required
+def artifact_download(request, pk: int, artifact_id: int):
+    job = _visible_job(request, pk)
+    artifact = get_object_or_404(Artifact, pk=artifact_id, job=job)
+    try:
+        handle = artifact.file.open("rb")
+    except (FileNotFoundError, ValueError):
+        raise Http404("the artifact file is missing") from None
+    filename = get_valid_filename(f"job-{job.pk}-{artifact.name}.zip")
+    response = FileResponse(handle, as_attachment=True, filename=filename, content_type="application/zip")
+    return _attachment_headers(response)

@@ -1,0 +1,244 @@
+"""Django settings for the InferOpt dashboard, read from the environment.
+
+Every deployment knob is an environment variable with a local default, so
+``make run`` works on a fresh checkout and a server only sets variables:
+
+``INFEROPT_DATA_DIR``   data folder (default ``<repo>/.local``): ``db.sqlite3``,
+                        ``media/``, ``work/`` (job work dirs), ``static/``, ``secret_key``
+``DATABASE_URL``        any dj-database-url URL (default sqlite in the data folder)
+``DJANGO_SECRET_KEY``   else generated once into ``<data dir>/secret_key``
+``DJANGO_DEBUG``        bool, default false
+``DJANGO_ALLOWED_HOSTS`` comma-separated, default ``127.0.0.1,localhost``
+``REDIS_URL``           Celery broker (default ``redis://127.0.0.1:6379/0``)
+``INFEROPT_JOB_SOFT_TIME_LIMIT`` / ``INFEROPT_JOB_HARD_TIME_LIMIT``  seconds (3600 / 3900)
+``INFEROPT_UPLOAD_MAX_BYTES``    largest accepted upload (2 GiB)
+``INFEROPT_QUICK_BENCHMARK``     bool: jobs use the short benchmark settings (tests)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+
+def envbool(name: str, default: str) -> bool:
+    """``yes``/``true``/``1``/``on`` → True; ``no``/``false``/``0``/``off``/empty → False."""
+    value = os.getenv(name, default).strip().lower()
+    if value in ("yes", "true", "1", "on"):
+        return True
+    if value in ("no", "false", "0", "off", ""):
+        return False
+    raise ValueError(f"{name} must be a boolean (true/false), got {value!r}")
+
+
+def envint(name: str, default: str) -> int:
+    return int(os.getenv(name, default))
+
+
+def envlist(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.getenv(name, default).split(",") if item.strip()]
+
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+INFEROPT_DATA_DIR = Path(os.getenv("INFEROPT_DATA_DIR") or BASE_DIR / ".local").resolve()
+INFEROPT_WORK_DIR = INFEROPT_DATA_DIR / "work"
+INFEROPT_DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    if key := os.getenv("DJANGO_SECRET_KEY"):
+        return key
+    path = INFEROPT_DATA_DIR / "secret_key"
+    if not path.exists():
+        try:
+            # O_EXCL: two processes starting at once must not write different keys.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = envbool("DJANGO_DEBUG", "false")
+ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
+CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "webapp.accounts",
+    "webapp.catalog",
+    "webapp.jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "webapp.urls"
+WSGI_APPLICATION = "webapp.wsgi.application"
+ASGI_APPLICATION = "webapp.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "webapp" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{INFEROPT_DATA_DIR / 'db.sqlite3'}",
+        conn_max_age=envint("DATABASE_CONN_MAX_AGE", "0"),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The worker and the web process write the same file: wait for locks instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/jobs/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+# Static files: our own under webapp/static, plotly.js straight from the installed
+# plotly package (see webapp.staticfinders), all served by WhiteNoise. Finders are
+# used at run time too, so `collectstatic` is optional.
+STATIC_URL = "/static/"
+STATIC_ROOT = INFEROPT_DATA_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "webapp" / "static"]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "webapp.staticfinders.PlotlyFinder",
+]
+WHITENOISE_USE_FINDERS = True
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+MEDIA_ROOT = INFEROPT_DATA_DIR / "media"
+MEDIA_URL = "/media-not-served/"  # artifacts are downloaded through permission-checked views only
+
+# Uploads always stream to disk in chunks; the handler stops a request as soon as
+# it passes INFEROPT_UPLOAD_MAX_BYTES.
+INFEROPT_UPLOAD_MAX_BYTES = envint("INFEROPT_UPLOAD_MAX_BYTES", str(2 * 1024**3))
+INFEROPT_UPLOAD_MAX_EXTRACTED_BYTES = envint("INFEROPT_UPLOAD_MAX_EXTRACTED_BYTES", str(2 * INFEROPT_UPLOAD_MAX_BYTES))
+INFEROPT_UPLOAD_MAX_FILES = envint("INFEROPT_UPLOAD_MAX_FILES", "10000")
+FILE_UPLOAD_HANDLERS = ["webapp.catalog.uploads.LimitedTemporaryFileUploadHandler"]
+FILE_UPLOAD_TEMP_DIR = INFEROPT_DATA_DIR / "tmp"
+FILE_UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
+FILE_UPLOAD_PERMISSIONS = 0o640
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+DATA_UPLOAD_MAX_NUMBER_FILES = 100
+
+# Celery (read by workers/celery.py with namespace="CELERY"). The job row is the
+# record of a run, so there is no result backend.
+REDIS_URL = os.getenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+INFEROPT_JOB_SOFT_TIME_LIMIT = envint("INFEROPT_JOB_SOFT_TIME_LIMIT", "3600")
+INFEROPT_JOB_HARD_TIME_LIMIT = envint("INFEROPT_JOB_HARD_TIME_LIMIT", "3900")
+INFEROPT_QUICK_BENCHMARK = envbool("INFEROPT_QUICK_BENCHMARK", "false")
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": INFEROPT_JOB_HARD_TIME_LIMIT + 600,
+    "socket_connect_timeout": 5,
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = "cpu"
+CELERY_TASK_SOFT_TIME_LIMIT = INFEROPT_JOB_SOFT_TIME_LIMIT
+CELERY_TASK_TIME_LIMIT = INFEROPT_JOB_HARD_TIME_LIMIT
+CELERY_TASK_ALWAYS_EAGER = False
+# Publishing from a web request must fail fast when Redis is down, not hang the page.
+INFEROPT_ENQUEUE_MAX_RETRIES = envint("INFEROPT_ENQUEUE_MAX_RETRIES", "2")
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "webapp.accounts.auth.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+        "rest_framework.parsers.FormParser",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "webapp.api.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "InferOpt API",
+    "DESCRIPTION": (
+        "Submit optimization recipes, follow jobs and download artifacts. "
+        "Authenticate with `Authorization: Bearer <token>` (create one with "
+        "`python manage.py api_token USERNAME`)."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+}
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Lax"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_SECURE = envbool("DJANGO_SECURE_COOKIES", "false")
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.getenv("INFEROPT_LOG_LEVEL", "INFO")},
+    "loggers": {"django.request": {"level": "WARNING"}},
+}
