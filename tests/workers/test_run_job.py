@@ -140,13 +140,15 @@ def test_cancel_request_stops_the_job_at_the_next_step_boundary(make_job, enqueu
 
     enqueue(job)
     deadline = time.monotonic() + 120
-    while Job.objects.get(pk=job.pk).status == Job.Status.QUEUED:
+    while "onnx_export" not in Job.objects.get(pk=job.pk).stage:  # step 1 has started
         assert time.monotonic() < deadline, celery_worker.log_tail()
         time.sleep(0.05)
     Job.objects.filter(pk=job.pk).update(cancel_requested=True)
     job = wait_for_final(job.pk)
 
     assert job.status == Job.Status.CANCELLED, f"{job.status}: {job.error}"
+    assert "onnx_export" in job.log
+    assert "ort_quantize_dynamic" not in job.log, "step 2 must not start"
     assert job.finished_at is not None
     assert not Artifact.objects.filter(job=job).exists()
     assert not (celery_worker.data_dir / "work" / str(job.pk)).exists()
