@@ -171,9 +171,12 @@ def _plan(
             raise UnsafeInputError(
                 f"the weights are only in pickle format ({', '.join(sorted(pickles)[:3])}); loading a pickle "
                 "can execute arbitrary code, so it is refused. Convert the checkpoint to safetensors "
-                "(model.save_pretrained(folder, safe_serialization=True)) and upload again"
+                "(load it somewhere you trust and call model.save_pretrained(folder), which writes "
+                "model.safetensors) and upload again"
             )
-        raise UnsafeInputError("no *.safetensors weights found: save the model with safe_serialization=True")
+        raise UnsafeInputError(
+            "no *.safetensors weights found: upload the folder written by model.save_pretrained(folder)"
+        )
     kept = []
     for info, path in files:
         if path.suffix.lower() in PICKLE_SUFFIXES:

@@ -45,7 +45,8 @@ def envlist(name: str, default: str) -> list[str]:
 BASE_DIR = Path(__file__).resolve().parent.parent
 INFEROPT_DATA_DIR = Path(os.getenv("INFEROPT_DATA_DIR") or BASE_DIR / ".local").resolve()
 INFEROPT_WORK_DIR = INFEROPT_DATA_DIR / "work"
-INFEROPT_DATA_DIR.mkdir(parents=True, exist_ok=True)
+for _folder in (INFEROPT_DATA_DIR, INFEROPT_DATA_DIR / "static", INFEROPT_DATA_DIR / "tmp"):
+    _folder.mkdir(parents=True, exist_ok=True)
 
 
 def _secret_key() -> str:
@@ -169,7 +170,6 @@ INFEROPT_UPLOAD_MAX_EXTRACTED_BYTES = envint("INFEROPT_UPLOAD_MAX_EXTRACTED_BYTE
 INFEROPT_UPLOAD_MAX_FILES = envint("INFEROPT_UPLOAD_MAX_FILES", "10000")
 FILE_UPLOAD_HANDLERS = ["webapp.catalog.uploads.LimitedTemporaryFileUploadHandler"]
 FILE_UPLOAD_TEMP_DIR = INFEROPT_DATA_DIR / "tmp"
-FILE_UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
 FILE_UPLOAD_PERMISSIONS = 0o640
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 DATA_UPLOAD_MAX_NUMBER_FILES = 100

@@ -34,7 +34,7 @@ class PlotlyFinder(BaseFinder):
 
     def find(self, path, find_all=False, **kwargs):
         if path != PLOTLY_STATIC_PATH:
-            return [] if find_all else None
+            return []  # like Django's finders: an empty list (not None) when there is no match
         match = str(plotly_package_data() / _FILE_NAME)
         return [match] if find_all else match
 

@@ -50,12 +50,13 @@ class UploadSerializer(serializers.Serializer):
 
 
 def _upload(request, store, serializer_class):
+    data = request.data  # parse first: the upload handler flags an oversized body while parsing
     if upload_too_large(request):
         return error(too_large_message(), status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     team, problem = request_team(request)
     if problem:
         return problem
-    form = UploadSerializer(data=request.data)
+    form = UploadSerializer(data=data)
     if not form.is_valid():
         return error("; ".join(f"{key}: {' '.join(map(str, value))}" for key, value in form.errors.items()))
     try:

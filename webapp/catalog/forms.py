@@ -19,7 +19,7 @@ class ModelUploadForm(TeamScopedForm):
     name = forms.CharField(max_length=200)
     file = forms.FileField(
         label="Model folder (.zip)",
-        help_text="A Hugging Face model folder saved with save_pretrained(safe_serialization=True), zipped. "
+        help_text="A Hugging Face model folder saved with save_pretrained (safetensors weights), zipped. "
         "Needs config.json and *.safetensors; pickle weights and custom code are refused.",
         widget=forms.ClearableFileInput(attrs={"accept": ".zip,application/zip"}),
     )

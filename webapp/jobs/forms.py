@@ -27,7 +27,7 @@ class ConfigField:
     """One config property of a pass, as the form shows it."""
 
     key: str
-    kind: str  # bool, int, float, choice, text, list, json
+    kind: str  # bool, int, float, choice, multi, text, list, json
     title: str
     description: str = ""
     default: Any = None
@@ -86,7 +86,10 @@ def config_fields(config_schema: dict[str, Any]) -> list[ConfigField]:
             spec.kind = "text"
         elif kind == "array" and isinstance(schema.get("items"), dict):
             items, _ = _resolve(schema["items"], defs)
-            if items.get("type") in ("string", "integer", "number"):
+            if "enum" in items:
+                spec.kind = "multi"
+                spec.choices = list(items["enum"])
+            elif items.get("type") in ("string", "integer", "number"):
                 spec.kind = "list"
                 spec.item_kind = {"string": "text", "integer": "int", "number": "float"}[items["type"]]
         specs.append(spec)
@@ -111,6 +114,13 @@ def _django_field(spec: ConfigField) -> forms.Field:
             choices.insert(0, ("", "— default —"))
         initial = json.dumps(spec.default) if spec.default is not None else ""
         return forms.ChoiceField(choices=choices, initial=initial, **common)
+    if spec.kind == "multi":
+        return forms.MultipleChoiceField(
+            choices=[(json.dumps(value), str(value)) for value in spec.choices],
+            initial=[json.dumps(value) for value in spec.default or []],
+            widget=forms.CheckboxSelectMultiple,
+            **common,
+        )
     if spec.kind == "list":
         initial = ", ".join(str(value) for value in spec.default) if isinstance(spec.default, list) else ""
         return forms.CharField(initial=initial, **common)
@@ -124,8 +134,10 @@ def _convert(spec: ConfigField, value: Any) -> Any:
     """Form value → config value; ``None`` means "leave the pass's default"."""
     if spec.kind == "bool":
         return bool(value)
-    if value is None or value == "":
+    if value is None or value == "" or value == []:
         return None
+    if spec.kind == "multi":
+        return [json.loads(item) for item in value]
     if spec.kind == "choice":
         return json.loads(value)
     if spec.kind == "list":
