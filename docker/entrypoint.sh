@@ -11,7 +11,7 @@ web)
   python manage.py collectstatic --noinput -v 0
   exec gunicorn webapp.wsgi:application --bind "0.0.0.0:${PORT:-8000}" \
     --workers "${WEB_CONCURRENCY:-2}" --worker-class gthread --threads 4 --timeout 300 \
-    --access-logfile - --error-logfile -
+    --access-logfile - --error-logfile - --no-control-socket
   ;;
 worker)
   exec celery -A workers.celery worker -Q "${INFEROPT_QUEUES:-cpu}" \

@@ -6,7 +6,7 @@ INFEROPT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${INFEROPT_VENV:-$INFEROPT_ROOT/.venv}"
 LOCAL_DIR="$INFEROPT_ROOT/.local"
 
-log() { printf '==> %s\n' "$*" >&2; }
+log() { printf '==> %s\n' "$*" >&2 || true; }
 die() {
   printf 'error: %s\n' "$*" >&2
   exit 1

@@ -13,7 +13,9 @@ WORKER_PID=""
 
 cleanup() {
   local status=$?
-  trap - EXIT INT TERM
+  # Keep stopping the children even if our output is gone (e.g. `make run | tee` after Ctrl-C).
+  trap '' PIPE INT TERM
+  trap - EXIT
   [ -n "$WEB_PID$WORKER_PID$REDIS_PID" ] && log "stopping"
   # The worker first: it may be finishing a task and still needs Redis.
   stop_group "$WORKER_PID" "the Celery worker" 20
@@ -41,7 +43,7 @@ python manage.py collectstatic --noinput -v 0
 # Each server gets its own process group (setsid) so cleanup stops the whole tree.
 setsid gunicorn webapp.wsgi:application --bind "127.0.0.1:$PORT" \
   --workers 2 --worker-class gthread --threads 4 --timeout 300 \
-  --access-logfile - --error-logfile - </dev/null &
+  --access-logfile - --error-logfile - --no-control-socket </dev/null &
 WEB_PID=$!
 setsid celery -A workers.celery worker -Q cpu --concurrency 1 --loglevel INFO </dev/null &
 WORKER_PID=$!

@@ -112,6 +112,13 @@ class JobRecorder:
             self.log(f"[{event.stage}] {event.message}")
         self._maybe_flush(force=stage_changed)
 
+    def set_stage(self, stage: str, message: str) -> None:
+        """A stage of the worker's own (after the recipe ran), written at once."""
+        self._stage = stage
+        self._dirty = True
+        self.log(message)
+        self.flush()
+
     def should_cancel(self) -> bool:
         """``optimizers`` cancel check: has someone set ``cancel_requested`` on the row?"""
         now = time.monotonic()
@@ -128,7 +135,8 @@ class JobRecorder:
         fields: dict[str, Any] = {}
         if self._dirty:
             fields["stage"] = _fit("stage", self._stage or "")
-            fields["progress"] = self._progress
+            if self._progress is not None:
+                fields["progress"] = self._progress
             self._dirty = False
         if self._pending_log:
             text = "".join(self._pending_log)
@@ -144,10 +152,7 @@ class JobRecorder:
 
     def finish(self, **fields: Any) -> int:
         """Write the final state (plus anything pending) to the row; return the rows changed."""
-        pending = self._pending_fields()
-        pending.pop("stage", None)
-        pending.pop("progress", None)
-        return self._rows().update(**pending, **fields)
+        return self._rows().update(**{**self._pending_fields(), **fields})
 
 
 def _safe_name(name: str) -> str:
@@ -262,8 +267,8 @@ def run_job(self, job_id: int) -> str:
             should_cancel=recorder.should_cancel,
             quick=settings.INFEROPT_QUICK_BENCHMARK,
         )
+        recorder.set_stage("packaging", f"packaging {len(report.variants) - 1} variant(s) for download")
         artifacts, stored = _package_variants(job, report, work_dir)
-        recorder.log(f"packaged {len(artifacts)} artifact(s)")
         with transaction.atomic():
             Artifact.objects.bulk_create(artifacts)
             done = recorder.finish(
