@@ -11,15 +11,18 @@ from tests.webapp.helpers import sample_report
 from webapp.jobs.charts import CHART_IDS, latency_figure, report_figures, size_figure, throughput_figure
 
 
-def test_latency_groups_percentiles_by_batch_and_variant():
+def test_latency_has_one_panel_per_batch_with_p50_p95_p99_per_variant():
     figure = latency_figure(sample_report())
-    assert [trace["name"] for trace in figure["data"]] == ["p50", "p95", "p99"]
-    p50 = figure["data"][0]
-    batches, variants = p50["x"]
-    assert batches == ["batch 1"] * 3 + ["batch 8"] * 3
-    assert variants == ["baseline", "onnx_export", "ort_quantize_dynamic"] * 2
-    assert p50["y"][:3] == [38.0, 34.0, 20.0]
-    assert figure["data"][2]["y"][0] == pytest.approx(38.0 * 1.4)
+    traces = figure["data"]
+    assert [trace["name"] for trace in traces] == ["p50", "p95", "p99"] * 2
+    assert [trace.get("showlegend") for trace in traces] == [True] * 3 + [False] * 3
+    assert [trace["xaxis"] for trace in traces] == ["x"] * 3 + ["x2"] * 3
+    assert [a["text"] for a in figure["layout"]["annotations"]] == ["batch 1", "batch 8"]
+    p50_batch1, p99_batch1, p50_batch8 = traces[0], traces[2], traces[3]
+    assert p50_batch1["x"] == ["baseline", "onnx_export", "ort_quantize_dynamic"]
+    assert p50_batch1["y"] == [38.0, 34.0, 20.0]
+    assert p99_batch1["y"][0] == pytest.approx(38.0 * 1.4)
+    assert p50_batch8["y"] == [190.0, 170.0, 100.0]
     assert figure["layout"]["barmode"] == "group"
 
 
@@ -31,11 +34,11 @@ def test_throughput_has_one_trace_per_variant():
     assert candidate["y"] == pytest.approx([1000 / 20.0, 8000 / 100.0])
 
 
-def test_size_in_megabytes_per_variant():
+def test_size_in_mebibytes_per_variant():
     figure = size_figure(sample_report())
     bars = figure["data"][0]
     assert bars["x"] == ["baseline", "onnx_export", "ort_quantize_dynamic"]
-    assert bars["y"] == pytest.approx([90.0, 90.5, 23.0])
+    assert bars["y"] == pytest.approx([90e6 / 2**20, 90.5e6 / 2**20, 23e6 / 2**20])
 
 
 def test_all_figures_are_keyed_by_chart_id_and_json_serialisable():
@@ -44,9 +47,18 @@ def test_all_figures_are_keyed_by_chart_id_and_json_serialisable():
     json.dumps(figures)
 
 
+def test_report_without_benchmarks_still_gives_figures():
+    raw = sample_report()
+    for variant in raw["variants"]:
+        variant["benchmark"] = {}
+    figures = report_figures(raw)
+    assert figures["chart-latency"]["data"] == []
+    assert figures["chart-size"]["data"][0]["x"][0] == "baseline"
+
+
 def test_figures_accept_a_report_model_and_missing_benchmarks():
     raw = sample_report()
     raw["variants"][1]["benchmark"] = {}
     figures = report_figures(Report.model_validate(raw))
-    assert figures["chart-latency"]["data"][0]["x"][1] == ["baseline", "ort_quantize_dynamic"] * 2
+    assert figures["chart-latency"]["data"][0]["x"] == ["baseline", "ort_quantize_dynamic"]
     assert figures["chart-throughput"]["data"][1]["x"] == []

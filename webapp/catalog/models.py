@@ -6,7 +6,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 
 from webapp.accounts.models import Team
 
@@ -44,7 +44,8 @@ class ModelEntry(models.Model):
     objects = ModelEntryQuerySet.as_manager()
 
     class Meta:
-        ordering = ["team_id", "name", "id"]
+        # Built-in demo entries (no team) first, on every database.
+        ordering = [F("team_id").asc(nulls_first=True), "name", "id"]
         verbose_name = "model"
 
     def __str__(self) -> str:

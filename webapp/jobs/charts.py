@@ -11,10 +11,13 @@ import json
 from typing import Any
 
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from optimizers.report import Report
 
 PERCENTILES = (("p50_ms", "p50"), ("p95_ms", "p95"), ("p99_ms", "p99"))
+PERCENTILE_COLORS = ("#3559e0", "#f29e4c", "#c62828")
+MIB = 1024**2
 CHART_IDS = ("chart-latency", "chart-throughput", "chart-size")
 _LAYOUT = {
     "template": "plotly_white",
@@ -37,23 +40,27 @@ def _figure_json(figure: go.Figure) -> dict[str, Any]:
 
 
 def latency_figure(report: Report | dict[str, Any]) -> dict[str, Any]:
-    """Grouped bars: p50/p95/p99 latency of each variant, grouped by batch size."""
+    """Grouped bars per batch size (one panel each): p50/p95/p99 latency of every variant."""
     report = _as_report(report)
-    batch_axis, variant_axis, values = [], [], {key: [] for key, _ in PERCENTILES}
-    for batch in _batch_sizes(report):
-        for variant in report.variants:
-            stats = variant.benchmark.get(str(batch))
-            if stats is None:
-                continue
-            batch_axis.append(f"batch {batch}")
-            variant_axis.append(variant.name)
-            for key, _ in PERCENTILES:
-                values[key].append(getattr(stats, key))
-    figure = go.Figure(
-        data=[go.Bar(name=label, x=[batch_axis, variant_axis], y=values[key]) for key, label in PERCENTILES],
-        layout={**_LAYOUT, "title": {"text": "Latency percentiles (lower is better)"}, "barmode": "group"},
-    )
-    figure.update_yaxes(title_text="milliseconds per batch")
+    batches = _batch_sizes(report)
+    figure = make_subplots(rows=1, cols=max(len(batches), 1), subplot_titles=[f"batch {b}" for b in batches])
+    for column, batch in enumerate(batches, start=1):
+        measured = [(v.name, v.benchmark[str(batch)]) for v in report.variants if str(batch) in v.benchmark]
+        for (key, label), color in zip(PERCENTILES, PERCENTILE_COLORS, strict=True):
+            figure.add_trace(
+                go.Bar(
+                    name=label,
+                    legendgroup=label,
+                    showlegend=column == 1,
+                    marker_color=color,
+                    x=[name for name, _ in measured],
+                    y=[getattr(stats, key) for _, stats in measured],
+                ),
+                row=1,
+                col=column,
+            )
+    figure.update_layout(**_LAYOUT, title={"text": "Latency percentiles (lower is better)"}, barmode="group")
+    figure.update_yaxes(title_text="milliseconds per batch", row=1, col=1)
     return _figure_json(figure)
 
 
@@ -78,22 +85,22 @@ def throughput_figure(report: Report | dict[str, Any]) -> dict[str, Any]:
 
 
 def size_figure(report: Report | dict[str, Any]) -> dict[str, Any]:
-    """Bars: artifact size of each variant in MB."""
+    """Bars: artifact size of each variant in MiB (the unit the tables show as "MB")."""
     report = _as_report(report)
-    sizes = [variant.size_bytes / 1e6 for variant in report.variants]
+    sizes = [variant.size_bytes / MIB for variant in report.variants]
     figure = go.Figure(
         data=[
             go.Bar(
                 x=[variant.name for variant in report.variants],
                 y=sizes,
-                text=[f"{size:.1f} MB" for size in sizes],
+                text=[f"{size:.1f} MiB" for size in sizes],
                 textposition="auto",
                 name="size",
             )
         ],
         layout={**_LAYOUT, "title": {"text": "Model size"}, "showlegend": False},
     )
-    figure.update_yaxes(title_text="MB")
+    figure.update_yaxes(title_text="MiB")
     return _figure_json(figure)
 
 

@@ -210,9 +210,7 @@ class NewJobForm(forms.Form):
     gate = forms.CharField(
         required=False,
         label="Gate rules",
-        widget=forms.Textarea(
-            attrs={"rows": 3, "placeholder": "cosine absolute_drop 0.01\nlatency_p50 min_speedup 1.2"}
-        ),
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "cosine absolute_drop 0.01\np50_ms min_speedup 1.2"}),
         help_text="One rule per line: metric kind threshold. Kinds: absolute_drop, relative_drop, "
         "recovery_ratio, min_speedup, max_size_ratio. Empty: the default gate.",
     )

@@ -22,13 +22,33 @@ class GateRow:
 
 
 @dataclass
+class MetricValue:
+    """One metric with its bootstrap confidence interval when the report has one."""
+
+    name: str
+    value: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+def metric_values(metrics: dict[str, float]) -> list[MetricValue]:
+    """Fold ``<name>_ci_low``/``<name>_ci_high`` into the ``<name>`` entry."""
+    folded = []
+    for name, value in metrics.items():
+        if name.endswith(("_ci_low", "_ci_high")) and name.rsplit("_ci_", 1)[0] in metrics:
+            continue
+        folded.append(MetricValue(name, value, metrics.get(f"{name}_ci_low"), metrics.get(f"{name}_ci_high")))
+    return folded
+
+
+@dataclass
 class VariantRow:
     name: str
     format: str
     produced_by: str | None
     size_bytes: int
     sha256: str
-    metrics: dict[str, float]
+    metrics: list[MetricValue]
     benchmark: list[LatencyStats] = field(default_factory=list)
     is_baseline: bool = False
     is_final: bool = False
@@ -60,7 +80,7 @@ def build_results(raw: dict[str, Any] | None) -> Results | None:
             produced_by=variant.produced_by,
             size_bytes=variant.size_bytes,
             sha256=variant.sha256,
-            metrics=variant.metrics,
+            metrics=metric_values(variant.metrics),
             benchmark=[variant.benchmark[key] for key in sorted(variant.benchmark, key=int)],
             is_baseline=index == 0,
             is_final=index == last and index > 0,
