@@ -14,25 +14,19 @@ from pathlib import Path
 
 from optimizers.artifacts import ONNX_FILE, ModelArtifact
 from optimizers.errors import RecipeError, UnsafeInputError
+from optimizers.uploads import task_from_config
 from optimizers.zoo import is_zoo_reference, zoo_model_folder
 
 BASELINE_NAME = "baseline"
 
 
-def task_from_config(folder: Path) -> str:
-    """Task implied by ``config.json``'s ``architectures`` (encoders → feature-extraction)."""
+def task_of_folder(folder: Path) -> str:
+    """Task implied by the folder's ``config.json`` (feature-extraction when absent or unreadable)."""
     try:
         config = json.loads((Path(folder) / "config.json").read_text())
     except (OSError, json.JSONDecodeError):
         return "feature-extraction"
-    architectures = " ".join(config.get("architectures") or [])
-    if "ForCausalLM" in architectures:
-        return "causal-lm"
-    if "ForSequenceClassification" in architectures:
-        return "text-classification"
-    if "ForImageClassification" in architectures:
-        return "image-classification"
-    return "feature-extraction"
+    return task_from_config(config) if isinstance(config, dict) else "feature-extraction"
 
 
 def resolve_model(
@@ -53,9 +47,9 @@ def resolve_model(
         return _bare_onnx(path, task, tokenizer, work_dir)
     if (path / ONNX_FILE).is_file():
         check_onnx_external_data(path / ONNX_FILE)
-        return _describe(path, "onnx", task or task_from_config(path))
+        return _describe(path, "onnx", task or task_of_folder(path))
     if (path / "config.json").is_file():
-        return _describe(path, "hf", task or task_from_config(path))
+        return _describe(path, "hf", task or task_of_folder(path))
     raise RecipeError(f"{reference} is neither a Hugging Face folder (config.json) nor an ONNX model")
 
 
@@ -82,7 +76,7 @@ def _bare_onnx(path: Path, task: str | None, tokenizer: str | None, work_dir: Pa
     target.mkdir(parents=True, exist_ok=True)
     copy_companion_files(Path(tokenizer), target)
     shutil.copy2(path, target / ONNX_FILE)
-    return _describe(target, "onnx", task or task_from_config(target))
+    return _describe(target, "onnx", task or task_of_folder(target))
 
 
 def check_onnx_external_data(onnx_file: Path) -> None:

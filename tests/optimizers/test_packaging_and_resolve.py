@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from optimizers.errors import RecipeError, UnsafeInputError
 from optimizers.packaging import package_artifact
-from optimizers.resolve import check_onnx_external_data, resolve_model, task_from_config
+from optimizers.resolve import check_onnx_external_data, resolve_model, task_of_folder
 
 
 def test_package_is_deterministic_and_carries_the_manifest(tmp_path):
@@ -74,5 +74,5 @@ def test_resolve_refuses_unknown_references(tmp_path):
 
 def test_task_is_read_from_architectures(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
-    assert task_from_config(tmp_path) == "causal-lm"
+    assert task_of_folder(tmp_path) == "causal-lm"
     assert resolve_model("zoo:minilm").task == "feature-extraction"
