@@ -159,50 +159,49 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "variant"
 
 
-def _package_variants(job: Job, report: Report, work_dir: Path) -> tuple[list[Artifact], list[str]]:
-    """Zip every non-baseline variant into storage; return unsaved rows and stored names."""
+def _package_variants(job: Job, report: Report, work_dir: Path, stored: list[str]) -> list[Artifact]:
+    """Zip every non-baseline variant into storage; return the (unsaved) Artifact rows.
+
+    Each stored name is appended to ``stored`` as soon as it exists, so the
+    caller can delete the files if anything later fails.
+    """
     storage = Artifact._meta.get_field("file").storage
     versions = library_versions()
     rows: list[Artifact] = []
-    stored: list[str] = []
-    try:
-        for order, variant in enumerate(report.variants[1:], start=1):
-            is_final = order == len(report.variants) - 1
-            manifest = {
-                "job": job.pk,
-                "variant": variant.name,
-                "format": variant.format,
-                "produced_by": variant.produced_by,
-                "config": variant.config,
-                "parent_sha256": variant.parent_sha256,
-                "recipe": job.recipe,
-                "metrics": variant.metrics,
-                "sha256_content": variant.sha256,
-                "library_versions": versions,
-                "gate": report.gate.model_dump(mode="json") if is_final and report.gate else None,
-            }
-            filename = f"{order}-{_safe_name(variant.name)}.zip"
-            local_zip = work_dir / "packages" / filename
-            sha256, size = package_artifact(Path(variant.path), manifest, local_zip)
-            with open(local_zip, "rb") as handle:
-                name = storage.save(f"jobs/{job.pk}/{filename}", File(handle, name=filename))
-            stored.append(name)
-            rows.append(
-                Artifact(
-                    job=job,
-                    name=variant.name,
-                    format=variant.format,
-                    file=name,
-                    sha256=sha256,
-                    size_bytes=size,
-                    order=order,
-                    is_final=is_final,
-                )
+    for order, variant in enumerate(report.variants[1:], start=1):
+        is_final = order == len(report.variants) - 1
+        manifest = {
+            "job": job.pk,
+            "variant": variant.name,
+            "format": variant.format,
+            "produced_by": variant.produced_by,
+            "config": variant.config,
+            "parent_sha256": variant.parent_sha256,
+            "recipe": job.recipe,
+            "metrics": variant.metrics,
+            "sha256_content": variant.sha256,
+            "library_versions": versions,
+            "gate": report.gate.model_dump(mode="json") if is_final and report.gate else None,
+        }
+        filename = f"{order}-{_safe_name(variant.name)}.zip"
+        local_zip = work_dir / "packages" / filename
+        sha256, size = package_artifact(Path(variant.path), manifest, local_zip)
+        with open(local_zip, "rb") as handle:
+            name = storage.save(f"jobs/{job.pk}/{filename}", File(handle, name=filename))
+        stored.append(name)
+        rows.append(
+            Artifact(
+                job=job,
+                name=variant.name,
+                format=variant.format,
+                file=name,
+                sha256=sha256,
+                size_bytes=size,
+                order=order,
+                is_final=is_final,
             )
-    except BaseException:
-        _delete_stored(stored)
-        raise
-    return rows, stored
+        )
+    return rows
 
 
 def _delete_stored(names: list[str]) -> None:
@@ -268,7 +267,7 @@ def run_job(self, job_id: int) -> str:
             quick=settings.INFEROPT_QUICK_BENCHMARK,
         )
         recorder.set_stage("packaging", f"packaging {len(report.variants) - 1} variant(s) for download")
-        artifacts, stored = _package_variants(job, report, work_dir)
+        artifacts = _package_variants(job, report, work_dir, stored)
         with transaction.atomic():
             Artifact.objects.bulk_create(artifacts)
             done = recorder.finish(

@@ -7,73 +7,22 @@ for another process to see them).
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 
-from tests.support.services import (
-    CeleryWorker,
-    RedisServer,
-    database_url,
-    start_celery_worker,
-    start_redis,
-    use_file_sqlite_test_database,
-)
+from tests.support.services import CeleryWorker, RedisServer
 from webapp.accounts.models import Team
 from webapp.catalog.models import ModelEntry
 from webapp.jobs.models import Job
 
-_sqlite_folder: Path | None = None
-
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Before the test database exists: an SQLite one must be a file the worker can open.
-    global _sqlite_folder
-    _sqlite_folder = use_file_sqlite_test_database(django_settings.DATABASES)
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    if _sqlite_folder is not None:
-        shutil.rmtree(_sqlite_folder, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = start_redis(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def celery_worker(
-    django_db_setup: None, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[CeleryWorker]:
-    """One worker for the session, on queue ``cpu``, against the test database."""
-    from django.db import connection
-
-    data_dir = tmp_path_factory.mktemp("worker-data")
-    worker = start_celery_worker(
-        redis_url=redis_server.url,
-        database_url=database_url(connection.settings_dict),
-        data_dir=data_dir,
-        log_path=data_dir / "worker.log",
-    )
-    yield worker
-    worker.stop()
-
-
-@pytest.fixture
-def worker_media(celery_worker: CeleryWorker, settings: Any) -> Path:
-    """Point this process's storage at the worker's media folder, so artifacts open here."""
-    media = celery_worker.data_dir / "media"
-    settings.MEDIA_ROOT = media
-    return media
+    # redis_server, celery_worker and worker_media (shared with tests/e2e: one worker per session).
+    config.pluginmanager.import_plugin("tests.support.fixtures")
 
 
 @pytest.fixture
@@ -93,13 +42,16 @@ def make_job(django_user_model: Any) -> Callable[..., Job]:
 
 
 @pytest.fixture
-def enqueue(redis_server: RedisServer) -> Callable[[Job], None]:
-    """Publish ``inferopt.run_job`` for a job to the test broker (queue ``cpu``)."""
+def enqueue(redis_server: RedisServer) -> Callable[..., None]:
+    """Publish ``inferopt.run_job`` for a job to the test broker (queue ``cpu``).
+
+    Keyword arguments go to ``apply_async`` (e.g. ``soft_time_limit``).
+    """
     from workers.tasks import run_job
 
-    def publish(job: Job) -> None:
+    def publish(job: Job, **options: Any) -> None:
         with run_job.app.connection_for_write(redis_server.url) as connection:
-            run_job.apply_async((job.pk,), connection=connection)
+            run_job.apply_async((job.pk,), connection=connection, **options)
 
     return publish
 

@@ -99,6 +99,19 @@ def test_job_with_an_unknown_pass_fails_with_the_recipe_error(make_job, enqueue,
 
 
 @pytest.mark.django_db(transaction=True)
+def test_job_over_its_soft_time_limit_fails_with_the_limit_in_its_error(make_job, enqueue, wait_for_final):
+    job = make_job(ONNX_EXPORT)
+
+    enqueue(job, soft_time_limit=2, time_limit=60)
+    job = wait_for_final(job.pk, timeout=120)
+
+    assert job.status == Job.Status.FAILED
+    assert job.error == "exceeded the time limit of 2 s"
+    assert "SoftTimeLimitExceeded" in job.traceback
+    assert not job.artifacts.exists()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_redelivered_message_does_not_run_the_job_again(make_job, enqueue, wait_for_final, wait_for_worker_log):
     job = make_job({**ONNX_EXPORT, "steps": [{"pass": "no_such_pass"}]})
 
