@@ -73,9 +73,11 @@ class JobRecorder:
     ``WRITE_INTERVAL_S`` seconds, and always when the stage changes.
     """
 
-    def __init__(self, job_id: int, interval: float = WRITE_INTERVAL_S) -> None:
+    def __init__(self, job_id: int, interval: float = WRITE_INTERVAL_S, deadline: float | None = None) -> None:
         self.job_id = job_id
         self.interval = interval
+        #: ``time.monotonic()`` after which the next cancel check raises ``SoftTimeLimitExceeded``.
+        self.deadline = deadline
         self._stage: str | None = None
         self._progress: float | None = None
         self._dirty = False
@@ -120,8 +122,15 @@ class JobRecorder:
         self.flush()
 
     def should_cancel(self) -> bool:
-        """``optimizers`` cancel check: has someone set ``cancel_requested`` on the row?"""
+        """``optimizers`` cancel check: has someone set ``cancel_requested`` on the row?
+
+        Past the soft time limit it raises ``SoftTimeLimitExceeded`` itself: Celery's
+        signal can land inside library code that catches every exception (the ONNX
+        exporter retries with another strategy), and must not be lost there.
+        """
         now = time.monotonic()
+        if self.deadline is not None and now > self.deadline:
+            raise SoftTimeLimitExceeded()
         if not self._cancelled and now - self._last_cancel_check >= self.interval:
             self._last_cancel_check = now
             self._cancelled = Job.objects.filter(pk=self.job_id, cancel_requested=True).exists()
@@ -248,9 +257,10 @@ def run_job(self, job_id: int) -> str:
         return "skipped"
 
     job = Job.objects.get(pk=job_id)
-    recorder = JobRecorder(job_id)
-    work_dir = Path(getattr(settings, "INFEROPT_WORK_DIR", Path(settings.INFEROPT_DATA_DIR) / "work")) / str(job_id)
     started = time.monotonic()
+    soft_limit = _soft_limit(self)
+    recorder = JobRecorder(job_id, deadline=started + soft_limit if soft_limit else None)
+    work_dir = Path(getattr(settings, "INFEROPT_WORK_DIR", Path(settings.INFEROPT_DATA_DIR) / "work")) / str(job_id)
     stored: list[str] = []
     succeeded = False
     logger.info("job %s claimed by %s", job_id, job.worker)
@@ -292,7 +302,7 @@ def run_job(self, job_id: int) -> str:
         logger.info("job %s cancelled", job_id)
         return Job.Status.CANCELLED
     except SoftTimeLimitExceeded:
-        message = f"exceeded the time limit of {_soft_limit(self)} s"
+        message = f"exceeded the time limit of {soft_limit} s"
         _end(recorder, Job.Status.FAILED, started, error=message, tb=traceback.format_exc())
         logger.warning("job %s failed: %s", job_id, message)
         return Job.Status.FAILED

@@ -8,9 +8,10 @@ import time
 import zipfile
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 
 from webapp.jobs.models import Artifact, Job
-from workers.tasks import run_job
+from workers.tasks import JobRecorder, run_job
 
 #: Smallest real recipe: MiniLM exported to ONNX, short benchmark and evaluation.
 ONNX_EXPORT = {
@@ -165,3 +166,10 @@ def test_cancel_request_stops_the_job_at_the_next_step_boundary(make_job, enqueu
     assert job.finished_at is not None
     assert not Artifact.objects.filter(job=job).exists()
     assert not (celery_worker.data_dir / "work" / str(job.pk)).exists()
+
+
+def test_the_cancel_check_past_the_soft_time_limit_raises_so_a_swallowed_signal_is_not_lost():
+    recorder = JobRecorder(job_id=1, deadline=time.monotonic() - 1)
+
+    with pytest.raises(SoftTimeLimitExceeded):
+        recorder.should_cancel()
