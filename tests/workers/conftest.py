@@ -1,4 +1,5 @@
-"""Fixtures for worker tests: a real Redis server and a real Celery worker subprocess.
+"""Fixtures for worker tests. ``redis_server``, ``celery_worker`` and ``worker_media``
+(a real Redis server and Celery worker subprocess) come from ``tests/support/fixtures.py``.
 
 The worker reads and writes the same test database as the tests, so tests that
 use it need ``@pytest.mark.django_db(transaction=True)`` (rows must be committed
