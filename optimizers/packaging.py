@@ -33,7 +33,8 @@ def package_artifact(folder: Path, manifest: dict[str, Any], destination: Path) 
     handle, temp_name = tempfile.mkstemp(dir=destination.parent, prefix=".partial-", suffix=".zip")
     os.close(handle)
     try:
-        with zipfile.ZipFile(temp_name, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        # Level 1: weights barely compress, and the higher levels cost seconds per 100 MB.
+        with zipfile.ZipFile(temp_name, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
             for file in sorted(p for p in folder.rglob("*") if p.is_file()):
                 info = zipfile.ZipInfo(file.relative_to(folder).as_posix(), date_time=_FIXED_TIME)
                 info.compress_type = zipfile.ZIP_DEFLATED

@@ -1,7 +1,8 @@
 """The Celery app: configured from Django settings (``CELERY_*``), broker = Redis.
 
-The web process never imports this module: it enqueues ``inferopt.run_job`` by
-name. Workers start with ``celery -A workers.celery worker -Q cpu``.
+The web process imports only this module's ``app`` (configuration, no tasks) to
+send ``inferopt.run_job`` by name. Workers start with
+``celery -A workers.celery worker -Q cpu``.
 """
 
 from __future__ import annotations
@@ -26,3 +27,8 @@ def log_worker_queues(sender, **kwargs) -> None:
     """Say which queues this worker consumes once it is ready for work."""
     queues = sorted(queue.name for queue in getattr(sender.task_consumer, "queues", []))
     logger.info("worker %s ready, consuming queues: %s", sender.hostname, ", ".join(queues) or "(none)")
+    from workers.tasks import fail_orphaned_jobs
+
+    orphans = fail_orphaned_jobs(sender.hostname)
+    if orphans:
+        logger.warning("marked %d job(s) failed that this worker was running when it stopped", orphans)

@@ -222,6 +222,28 @@ def _delete_stored(names: list[str]) -> None:
             logger.warning("could not delete stored artifact %s", name, exc_info=True)
 
 
+ORPHAN_ERROR = (
+    "the worker running this job stopped (killed, crashed or restarted) before it finished; "
+    "nothing was published — submit the job again"
+)
+
+
+def fail_orphaned_jobs(hostname: str) -> int:
+    """Fail jobs still ``running`` on ``hostname``; return how many.
+
+    Called when a worker starts: a worker that is only now ready cannot be
+    running anything, so such rows were left by its previous life (kill -9,
+    hard time limit, Ctrl-C past the grace period) and would otherwise stay
+    "running" forever.
+    """
+    return Job.objects.filter(status=Job.Status.RUNNING, worker=_fit("worker", hostname)).update(
+        status=Job.Status.FAILED,
+        error=ORPHAN_ERROR,
+        stage=_fit("stage", "lost"),
+        finished_at=timezone.now(),
+    )
+
+
 def _soft_limit(task: Any) -> int | None:
     limits = task.request.timelimit or (None, None)
     return limits[1] or task.soft_time_limit

@@ -11,7 +11,7 @@ import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 
 from webapp.jobs.models import Artifact, Job
-from workers.tasks import JobRecorder, run_job
+from workers.tasks import JobRecorder, fail_orphaned_jobs, run_job
 
 #: Smallest real recipe: MiniLM exported to ONNX, short benchmark and evaluation.
 ONNX_EXPORT = {
@@ -173,3 +173,14 @@ def test_the_cancel_check_past_the_soft_time_limit_raises_so_a_swallowed_signal_
 
     with pytest.raises(SoftTimeLimitExceeded):
         recorder.should_cancel()
+
+
+@pytest.mark.django_db
+def test_a_restarted_worker_fails_the_jobs_its_previous_life_left_running(make_job):
+    orphan = make_job(ONNX_EXPORT, status=Job.Status.RUNNING, worker="celery@host-a")
+    elsewhere = make_job(ONNX_EXPORT, status=Job.Status.RUNNING, worker="celery@host-b")
+    assert fail_orphaned_jobs("celery@host-a") == 1
+    orphan.refresh_from_db()
+    elsewhere.refresh_from_db()
+    assert orphan.status == Job.Status.FAILED and "stopped" in orphan.error and orphan.finished_at
+    assert elsewhere.status == Job.Status.RUNNING
