@@ -19,7 +19,7 @@ from pathlib import Path
 
 from optimizers.artifacts import ModelArtifact, library_versions
 from optimizers.errors import CancelledError, PreflightError, RecipeError
-from optimizers.evaluation.datasets import load_text_dataset
+from optimizers.evaluation import evaluator_for, supported_tasks
 from optimizers.gates import default_rules, evaluate_gate
 from optimizers.hashing import sha256_json
 from optimizers.passes import get_pass
@@ -32,7 +32,6 @@ logger = logging.getLogger("optimizers.pipeline")
 
 # Share of overall progress per phase: passes, evaluation, benchmarks (the rest is the gate).
 _STEPS_SHARE, _EVAL_SHARE, _BENCH_SHARE = 40.0, 20.0, 38.0
-SUPPORTED_TASKS = ("feature-extraction",)
 
 
 @dataclass(frozen=True)
@@ -82,8 +81,8 @@ def run_recipe(
 
     reporter.progress("prepare", 0.0, f"resolving {recipe.model}")
     baseline = resolve_model(recipe.model, task=recipe.task, tokenizer=recipe.tokenizer, work_dir=out_dir / "input")
-    if baseline.task not in SUPPORTED_TASKS:
-        raise RecipeError(f"task {baseline.task} cannot be evaluated yet; supported: {', '.join(SUPPORTED_TASKS)}")
+    if baseline.task not in supported_tasks():
+        raise RecipeError(f"task {baseline.task} cannot be evaluated yet; supported: {', '.join(supported_tasks())}")
     recipe.check_steps(baseline.format)
     reporter.log(f"baseline {baseline.name}: {baseline.format}, {baseline.task}, sha256 {baseline.sha256[:12]}")
 
@@ -199,25 +198,19 @@ def _to_cache(cache_dir: Path, key: str, artifact: ModelArtifact) -> None:
 
 
 def _evaluate(recipe: Recipe, variants: list[ModelArtifact], reporter: _Reporter) -> list[dict[str, float]]:
-    from optimizers.evaluation.feature_extraction import embed_dataset, feature_extraction_metrics
-    from optimizers.runtimes import load_runtime, load_tokenizer
-
-    dataset = load_text_dataset(recipe.dataset, split="eval", max_samples=recipe.evaluation.max_samples)
-    reporter.log(f"evaluating on {dataset.name}: {len(dataset.texts)} texts, {len(dataset.pairs)} retrieval pairs")
-    tokenizer = load_tokenizer(variants[0])
+    evaluator = evaluator_for(
+        variants[0].task,
+        dataset=recipe.dataset,
+        max_samples=recipe.evaluation.max_samples,
+        batch_size=recipe.evaluation.batch_size,
+    )
+    reporter.log(f"evaluating on {evaluator.describe()}")
     results: list[dict[str, float]] = []
-    baseline_embeddings = None
     for number, artifact in enumerate(variants):
         reporter.check_cancelled()
-        reporter.progress(
-            "evaluate", _STEPS_SHARE + _EVAL_SHARE * number / len(variants), f"evaluating {artifact.name}"
-        )
-        # Spinning off: several runtimes share this process during evaluation.
-        runtime = load_runtime(artifact, allow_spinning=False)
-        embeddings = embed_dataset(runtime, tokenizer, dataset, batch_size=recipe.evaluation.batch_size)
-        del runtime
-        baseline_embeddings = baseline_embeddings or embeddings
-        results.append(feature_extraction_metrics(embeddings, baseline_embeddings))
+        percent = _STEPS_SHARE + _EVAL_SHARE * number / len(variants)
+        reporter.progress("evaluate", percent, f"evaluating {artifact.name}")
+        results.append(evaluator.evaluate(artifact))
     return results
 
 
@@ -252,7 +245,7 @@ def check_runnable(recipe: Recipe) -> None:
     """Cheap checks a caller can do before queueing (model resolvable, chain valid)."""
     baseline = resolve_model(recipe.model, task=recipe.task, tokenizer=recipe.tokenizer, work_dir=None)
     recipe.check_steps(baseline.format)
-    if baseline.task not in SUPPORTED_TASKS:
+    if baseline.task not in supported_tasks():
         raise PreflightError(f"task {baseline.task} cannot be evaluated yet")
 
 

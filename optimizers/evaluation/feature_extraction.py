@@ -73,3 +73,33 @@ def feature_extraction_metrics(candidate: Embeddings, baseline: Embeddings) -> d
         metrics.update(mean_with_ci("recall_at_1", retrieval_hits(candidate.queries, candidate.passages, k=1)))
     metrics["eval_samples"] = float(len(cosines))
     return metrics
+
+
+class FeatureExtractionEvaluator:
+    """Task evaluator: embeds the held-out set once for the baseline, then compares each variant."""
+
+    task = "feature-extraction"
+
+    def __init__(self, dataset_reference: str | None, max_samples: int, batch_size: int) -> None:
+        from optimizers.evaluation.datasets import load_text_dataset
+
+        self.dataset = load_text_dataset(dataset_reference, split="eval", max_samples=max_samples)
+        self.batch_size = batch_size
+        self._tokenizer = None
+        self._baseline: Embeddings | None = None
+
+    def describe(self) -> str:
+        return f"{self.dataset.name}: {len(self.dataset.texts)} texts, {len(self.dataset.pairs)} retrieval pairs"
+
+    def evaluate(self, artifact) -> dict[str, float]:
+        """Metrics of ``artifact``; the first artifact evaluated is the baseline."""
+        from optimizers.runtimes import load_runtime, load_tokenizer
+
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(artifact)
+        # Spinning off: several runtimes share this process during evaluation.
+        runtime = load_runtime(artifact, allow_spinning=False)
+        embeddings = embed_dataset(runtime, self._tokenizer, self.dataset, batch_size=self.batch_size)
+        if self._baseline is None:
+            self._baseline = embeddings
+        return feature_extraction_metrics(embeddings, self._baseline)
