@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from optimizers.hashing import sha256_file
@@ -21,14 +21,34 @@ MANIFEST_NAME = "manifest.json"
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 
 
-def package_artifact(folder: Path, manifest: dict[str, Any], destination: Path) -> tuple[str, int]:
+def _check_extra_names(folder: Path, extra_files: dict[str, str | bytes]) -> None:
+    for name in extra_files:
+        parts = PurePosixPath(name).parts
+        if not name or name.startswith("/") or "\\" in name or ".." in parts or name != PurePosixPath(name).as_posix():
+            raise ValueError(f"extra file name must be a plain relative path, got {name!r}")
+        if name == MANIFEST_NAME or (folder / name).exists():
+            raise ValueError(f"extra file {name!r} would replace a file of the artifact")
+
+
+def package_artifact(
+    folder: Path,
+    manifest: dict[str, Any],
+    destination: Path,
+    *,
+    extra_files: dict[str, str | bytes] | None = None,
+) -> tuple[str, int]:
     """Zip ``folder`` plus ``manifest.json`` into ``destination``; return (sha256, size).
 
     ``manifest`` should hold the recipe, library versions and metrics so the
-    download explains itself.
+    download explains itself. ``extra_files`` maps archive names (plain relative
+    paths, e.g. ``MODEL_CARD.md``) to contents (text is UTF-8 encoded) added
+    after the folder's files, in sorted order; a name that would replace a file
+    of the folder or the manifest raises ``ValueError`` before anything is written.
     """
     folder = Path(folder)
     destination = Path(destination)
+    extra_files = extra_files or {}
+    _check_extra_names(folder, extra_files)
     destination.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=destination.parent, prefix=".partial-", suffix=".zip")
     os.close(handle)
@@ -45,6 +65,12 @@ def package_artifact(folder: Path, manifest: dict[str, Any], destination: Path) 
             info = zipfile.ZipInfo(MANIFEST_NAME, date_time=_FIXED_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, json.dumps(manifest, indent=2, sort_keys=True, default=str))
+            for name in sorted(extra_files):
+                content = extra_files[name]
+                info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                archive.writestr(info, content.encode() if isinstance(content, str) else content)
         os.replace(temp_name, destination)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)

@@ -27,11 +27,13 @@ from django.utils import timezone
 
 from optimizers.artifacts import library_versions
 from optimizers.errors import CancelledError, InferOptError
+from optimizers.model_card import card_file_name, data_manifest, evaluation_data_info, packaged_card
 from optimizers.packaging import package_artifact
 from optimizers.pipeline import run_recipe
 from optimizers.recipe import Recipe
 from optimizers.report import Report
 from webapp.jobs.models import Artifact, Job
+from webapp.reviews.services import record_gate_outcome
 from workers.celery import app
 
 logger = logging.getLogger(__name__)
@@ -176,6 +178,7 @@ def _package_variants(job: Job, report: Report, work_dir: Path, stored: list[str
     """
     storage = Artifact._meta.get_field("file").storage
     versions = library_versions()
+    dataset = evaluation_data_info(job.recipe, display_name=job.dataset.name if job.dataset_id else None)
     rows: list[Artifact] = []
     for order, variant in enumerate(report.variants[1:], start=1):
         is_final = order == len(report.variants) - 1
@@ -191,10 +194,18 @@ def _package_variants(job: Job, report: Report, work_dir: Path, stored: list[str
             "sha256_content": variant.sha256,
             "library_versions": versions,
             "gate": report.gate.model_dump(mode="json") if is_final and report.gate else None,
+            "task": report.task,
+            "benchmark": {batch: stats.model_dump(mode="json") for batch, stats in variant.benchmark.items()},
+            "benchmark_info": variant.benchmark_info.model_dump(mode="json") if variant.benchmark_info else None,
+            "data": data_manifest(report, dataset),
         }
+        card_name = manifest["model_card"] = card_file_name(Path(variant.path))
+        card = packaged_card(
+            report, variant.name, job=f"#{job.pk} {job.name}", dataset=dataset, live_url=f"/jobs/{job.pk}/"
+        )
         filename = f"{order}-{_safe_name(variant.name)}.zip"
         local_zip = work_dir / "packages" / filename
-        sha256, size = package_artifact(Path(variant.path), manifest, local_zip)
+        sha256, size = package_artifact(Path(variant.path), manifest, local_zip, extra_files={card_name: card})
         with open(local_zip, "rb") as handle:
             name = storage.save(f"jobs/{job.pk}/{filename}", File(handle, name=filename))
         stored.append(name)
@@ -315,6 +326,8 @@ def run_job(self, job_id: int) -> str:
                 # The row left "running" under us (deleted or reset): keep nothing.
                 transaction.set_rollback(True)
                 return "missing"
+            # Audit the outcome with it; reviewers are notified after commit if it awaits review.
+            record_gate_outcome(job_id)
         succeeded = True
         logger.info("job %s succeeded (%s)", job_id, report.gate.outcome if report.gate else "no gate")
         return Job.Status.SUCCEEDED
