@@ -180,12 +180,15 @@ class CostLine:
     warning: str = ""
 
 
-def evaluation_data_info(recipe: Mapping[str, Any], *, display_name: str | None = None) -> DatasetInfo:
+def evaluation_data_info(
+    recipe: Mapping[str, Any], *, display_name: str | None = None, task: str = "feature-extraction"
+) -> DatasetInfo:
     """Name and fingerprints of the evaluation data a recipe used (``recipe["dataset"]``, None = built-in).
 
-    Loads the evaluation split the way the pipeline does (same ``max_samples``),
-    and hashes an uploaded file. Never raises: a dataset that cannot be read
-    any more gives a ``DatasetInfo`` with a ``note`` and no hashes.
+    For ``feature-extraction`` it loads the evaluation split the way the
+    evaluator does (same ``max_samples``) and fingerprints the texts; for any
+    task it hashes an uploaded file. Never raises: a dataset that cannot be
+    read any more gives a ``DatasetInfo`` with a ``note`` and no hashes.
     """
     from optimizers.errors import InferOptError
     from optimizers.evaluation.datasets import BUILTIN_RETRIEVAL, load_text_dataset
@@ -197,6 +200,14 @@ def evaluation_data_info(recipe: Mapping[str, Any], *, display_name: str | None 
     default = EvaluationSettings().max_samples
     max_samples = evaluation.get("max_samples", default) if isinstance(evaluation, Mapping) else default
     name = display_name or reference or BUILTIN_RETRIEVAL
+    if task != "feature-extraction":
+        try:
+            file_sha256 = sha256_file(Path(reference)) if reference and not reference.startswith("zoo:") else None
+        except OSError as error:
+            return DatasetInfo(name=str(display_name or reference), note=f"could not hash the dataset: {error}")
+        return DatasetInfo(
+            name=str(display_name or reference or f"built-in {task} evaluation set"), file_sha256=file_sha256
+        )
     try:
         dataset = load_text_dataset(reference, split="eval", max_samples=max_samples)
         file_sha256 = sha256_file(Path(reference)) if reference and not reference.startswith("zoo:") else None

@@ -178,7 +178,9 @@ def _package_variants(job: Job, report: Report, work_dir: Path, stored: list[str
     """
     storage = Artifact._meta.get_field("file").storage
     versions = library_versions()
-    dataset = evaluation_data_info(job.recipe, display_name=job.dataset.name if job.dataset_id else None)
+    dataset = evaluation_data_info(
+        job.recipe, display_name=job.dataset.name if job.dataset_id else None, task=report.task
+    )
     rows: list[Artifact] = []
     for order, variant in enumerate(report.variants[1:], start=1):
         is_final = order == len(report.variants) - 1

@@ -127,6 +127,8 @@ def test_evaluation_data_info_fingerprints_the_evaluated_texts(tmp_path):
     assert upload.name == "my set" and upload.texts == 1 and len(upload.file_sha256) == 64
     missing = evaluation_data_info({"dataset": str(tmp_path / "gone.jsonl")}, display_name="gone")
     assert missing.eval_fingerprint is None and "could not read" in missing.note
+    other_task = evaluation_data_info({"dataset": str(data)}, display_name="lm text", task="causal-lm")
+    assert other_task.eval_fingerprint is None and other_task.file_sha256 == upload.file_sha256
 
 
 def test_card_file_name_and_data_manifest(tmp_path, report):
