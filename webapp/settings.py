@@ -13,6 +13,9 @@ Every deployment knob is an environment variable with a local default, so
 ``INFEROPT_JOB_SOFT_TIME_LIMIT`` / ``INFEROPT_JOB_HARD_TIME_LIMIT``  seconds (3600 / 3900)
 ``INFEROPT_UPLOAD_MAX_BYTES``    largest accepted upload (2 GiB)
 ``INFEROPT_QUICK_BENCHMARK``     bool: jobs use the short benchmark settings (tests)
+``INFEROPT_BASE_URL``   the dashboard's address, for links in notifications (``http://127.0.0.1:8000``)
+``INFEROPT_WEBHOOK_TIMEOUT_S``   seconds a team webhook may take (5)
+``DJANGO_EMAIL_BACKEND``  Django mail backend (console); ``EMAIL_HOST``/``EMAIL_PORT``, ``DJANGO_DEFAULT_FROM_EMAIL``
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ INSTALLED_APPS = [
     "webapp.accounts",
     "webapp.catalog",
     "webapp.jobs",
+    "webapp.reviews",
 ]
 
 MIDDLEWARE = [
@@ -93,6 +97,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "webapp.reviews.middleware.AuditActorMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -227,6 +232,16 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
+
+# Reviewer notifications (webapp/reviews): e-mail through Django's mail backend, printed to the
+# console unless configured, plus each team's optional webhook.
+INFEROPT_BASE_URL = os.getenv("INFEROPT_BASE_URL", "http://127.0.0.1:8000")
+INFEROPT_WEBHOOK_TIMEOUT_S = float(os.getenv("INFEROPT_WEBHOOK_TIMEOUT_S", "5"))
+EMAIL_BACKEND = os.getenv("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.getenv("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", "25")
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = os.getenv("DJANGO_DEFAULT_FROM_EMAIL", "inferopt@localhost")
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"

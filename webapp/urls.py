@@ -8,11 +8,14 @@ from drf_spectacular.views import SpectacularAPIView
 from webapp import views
 from webapp.catalog import api as catalog_api
 from webapp.jobs import api as jobs_api
+from webapp.reviews import api as reviews_api
 
 api_patterns = [
     path("jobs", jobs_api.JobListView.as_view(), name="jobs"),
     path("jobs/<int:pk>", jobs_api.JobDetailView.as_view(), name="job"),
     path("jobs/<int:pk>/cancel", jobs_api.JobCancelView.as_view(), name="job_cancel"),
+    path("jobs/<int:pk>/reviews", reviews_api.JobReviewsView.as_view(), name="job_reviews"),
+    path("jobs/<int:pk>/audit", reviews_api.JobAuditView.as_view(), name="job_audit"),
     path("models", catalog_api.ModelListView.as_view(), name="models"),
     path("models/<int:pk>", catalog_api.ModelDetailView.as_view(), name="model"),
     path("datasets", catalog_api.DatasetListView.as_view(), name="datasets"),
@@ -27,6 +30,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("webapp.catalog.urls")),
     path("", include("webapp.jobs.urls")),
+    path("", include("webapp.reviews.urls")),
     path("api/v1/", include((api_patterns, "api"))),
     path("admin/", admin.site.urls),
 ]

@@ -1,6 +1,7 @@
 """Personas and helpers for web tests.
 
-owner and teammate are members of team "acme"; outsider belongs to "globex".
+owner and teammate are members of team "acme"; outsider belongs to "globex";
+reviewer is a reviewer and team_admin an admin of "acme".
 Nothing is ever sent to a broker: ``webapp.jobs.services.celery_app`` is
 replaced by a recorder for every test.
 """
@@ -58,6 +59,16 @@ def owner(django_user_model, team):
 @pytest.fixture
 def teammate(django_user_model, team):
     return _member(django_user_model, "bob", team)
+
+
+@pytest.fixture
+def reviewer(django_user_model, team):
+    return _member(django_user_model, "rita", team, Membership.Role.REVIEWER)
+
+
+@pytest.fixture
+def team_admin(django_user_model, team):
+    return _member(django_user_model, "adam", team, Membership.Role.ADMIN)
 
 
 @pytest.fixture

@@ -19,7 +19,9 @@ def body_of(response) -> bytes:
 
 def test_artifact_download_is_a_zip_attachment(owner, finished_job):
     artifact = finished_job.artifacts.last()
-    response = client_for(owner).get(reverse("jobs:artifact_download", args=[finished_job.pk, artifact.pk]))
+    # finished_job awaits approval: for inspection only (gating: tests/webapp/test_reviews_downloads.py).
+    url = reverse("jobs:artifact_download", args=[finished_job.pk, artifact.pk]) + "?purpose=inspect"
+    response = client_for(owner).get(url)
     assert response.status_code == 200
     assert response["Content-Type"] == "application/zip"
     assert response["X-Content-Type-Options"] == "nosniff"
@@ -32,7 +34,8 @@ def test_artifact_download_is_a_zip_attachment(owner, finished_job):
 
 def test_artifact_download_with_a_bearer_token(teammate, finished_job):
     artifact = finished_job.artifacts.first()
-    response = api_client_for(teammate).get(reverse("jobs:artifact_download", args=[finished_job.pk, artifact.pk]))
+    url = reverse("jobs:artifact_download", args=[finished_job.pk, artifact.pk]) + "?purpose=inspect"
+    response = api_client_for(teammate).get(url)
     assert response.status_code == 200
     assert body_of(response).startswith(b"PK")
 
@@ -53,6 +56,5 @@ def test_report_json_is_404_before_there_is_a_report(owner, team, make_job):
 def test_missing_artifact_file_is_404(owner, finished_job):
     artifact = finished_job.artifacts.first()
     artifact.file.delete(save=False)
-    assert (
-        client_for(owner).get(reverse("jobs:artifact_download", args=[finished_job.pk, artifact.pk])).status_code == 404
-    )
+    url = reverse("jobs:artifact_download", args=[finished_job.pk, artifact.pk]) + "?purpose=inspect"
+    assert client_for(owner).get(url).status_code == 404

@@ -16,7 +16,7 @@ def page_urls(job, artifact) -> list[str]:
         reverse("jobs:detail", args=[job.pk]),
         reverse("jobs:status", args=[job.pk]),
         reverse("jobs:report_json", args=[job.pk]),
-        reverse("jobs:artifact_download", args=[job.pk, artifact.pk]),
+        reverse("jobs:artifact_download", args=[job.pk, artifact.pk]) + "?purpose=inspect",
     ]
 
 

@@ -13,6 +13,9 @@ TOKEN_PREFIX = "iot_"
 
 class Team(models.Model):
     name = models.CharField(max_length=100, unique=True)
+    webhook_url = models.URLField(
+        blank=True, max_length=500, help_text="optional: POSTed a short JSON when a job awaits review"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -16,17 +16,24 @@ from webapp.api import ErrorSerializer, error, request_team
 from webapp.catalog.services import resolve_dataset, resolve_model
 from webapp.jobs.models import Artifact, Job
 from webapp.jobs.services import cancel_job, submit_job
+from webapp.reviews.services import DEPLOYABLE_STATES, approval_state
 
 
 class ArtifactSerializer(serializers.ModelSerializer):
-    url = serializers.SerializerMethodField(help_text="download path (accepts the same bearer token)")
+    url = serializers.SerializerMethodField(
+        help_text="download path for deployment (accepts the same bearer token; 403 while the job is not deployable)"
+    )
+    inspect_url = serializers.SerializerMethodField(help_text="download path for inspection only (always allowed)")
 
     class Meta:
         model = Artifact
-        fields = ["name", "format", "sha256", "size_bytes", "is_final", "url"]
+        fields = ["name", "format", "sha256", "size_bytes", "is_final", "url", "inspect_url"]
 
     def get_url(self, artifact: Artifact) -> str:
         return reverse("jobs:artifact_download", args=[artifact.job_id, artifact.pk])
+
+    def get_inspect_url(self, artifact: Artifact) -> str:
+        return self.get_url(artifact) + "?purpose=inspect"
 
 
 class JobSummarySerializer(serializers.ModelSerializer):
@@ -43,9 +50,22 @@ class JobSummarySerializer(serializers.ModelSerializer):
 class JobSerializer(JobSummarySerializer):
     artifacts = ArtifactSerializer(many=True, read_only=True, help_text="final artifact last")
     report = serializers.JSONField(read_only=True, help_text="report.json once the job succeeded")
+    approval_state = serializers.SerializerMethodField(
+        help_text="not_required, awaiting, approved, approved_expired, rejected or overridden"
+    )
+    deployable = serializers.SerializerMethodField(help_text="may the artifacts be downloaded for deployment")
 
     class Meta(JobSummarySerializer.Meta):
-        fields = [*JobSummarySerializer.Meta.fields, "queue", "cancel_requested", "recipe", "report", "artifacts"]
+        fields = [
+            *JobSummarySerializer.Meta.fields, "queue", "cancel_requested", "recipe", "report", "artifacts",
+            "approval_state", "deployable",
+        ]  # fmt: skip
+
+    def get_approval_state(self, job: Job) -> str:
+        return approval_state(job)
+
+    def get_deployable(self, job: Job) -> bool:
+        return approval_state(job) in DEPLOYABLE_STATES
 
 
 class JobCreatedSerializer(serializers.Serializer):

@@ -21,6 +21,7 @@ from webapp.jobs.forms import NewJobForm
 from webapp.jobs.models import Artifact, Job
 from webapp.jobs.results import build_results
 from webapp.jobs.services import cancel_job, submit_job
+from webapp.reviews.downloads import check_download, record_download
 
 LOG_TAIL_CHARS = 20_000
 
@@ -118,17 +119,27 @@ def report_json(request, pk: int):
         raise Http404("this job has no report yet")
     response = HttpResponse(json.dumps(job.report, indent=2), content_type="application/json")
     response["Content-Disposition"] = f'attachment; filename="job-{job.pk}-report.json"'
+    record_download(request, job, None, "report", file="report.json")
     return _attachment_headers(response)
 
 
 @login_or_token_required
 def artifact_download(request, pk: int, artifact_id: int):
+    """``?purpose=deploy`` (default) needs an approval when the gate asks for one; ``inspect`` does not.
+
+    Both are audited (webapp/reviews/downloads.py).
+    """
     job = _visible_job(request, pk)
     artifact = get_object_or_404(Artifact, pk=artifact_id, job=job)
+    purpose, refused = check_download(request, job, artifact)
+    if refused is not None:
+        return refused
     try:
         handle = artifact.file.open("rb")
     except (FileNotFoundError, ValueError):
         raise Http404("the artifact file is missing") from None
+    record_download(request, job, artifact, purpose)
     filename = get_valid_filename(f"job-{job.pk}-{artifact.name}.zip")
     response = FileResponse(handle, as_attachment=True, filename=filename, content_type="application/zip")
+    response["X-InferOpt-Download-Purpose"] = purpose
     return _attachment_headers(response)
