@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "webapp.catalog",
     "webapp.jobs",
     "webapp.reviews",
+    "webapp.costs",
 ]
 
 MIDDLEWARE = [

@@ -31,6 +31,8 @@ urlpatterns = [
     path("", include("webapp.catalog.urls")),
     path("", include("webapp.jobs.urls")),
     path("", include("webapp.reviews.urls")),
+    path("", include("webapp.accounts.urls")),
+    path("", include("webapp.costs.urls")),
     path("api/v1/", include((api_patterns, "api"))),
     path("admin/", admin.site.urls),
 ]
