@@ -24,6 +24,7 @@ from optimizers.gates import default_rules, evaluate_gate
 from optimizers.hashing import sha256_json
 from optimizers.passes import get_pass
 from optimizers.passes.base import PassContext
+from optimizers.profiling import PROFILED_TASKS
 from optimizers.recipe import Recipe
 from optimizers.report import Report, VariantReport
 from optimizers.resolve import resolve_model
@@ -86,6 +87,23 @@ def run_recipe(
     recipe.check_steps(baseline.format)
     reporter.log(f"baseline {baseline.name}: {baseline.format}, {baseline.task}, sha256 {baseline.sha256[:12]}")
 
+    profile = None
+    if recipe.profile and baseline.task not in PROFILED_TASKS:
+        reporter.log(f"profile skipped: profiling for task {baseline.task} is not available yet")
+    elif recipe.profile:
+        reporter.check_cancelled()
+        reporter.progress("profile", 1.0, f"profiling {baseline.name} in its own process (where does the time go?)")
+        phase = time.perf_counter()
+        from optimizers.benchmark.isolated import profile_isolated
+
+        profile = profile_isolated(
+            baseline, batch_size=recipe.benchmark.batch_sizes[0], seq_len=recipe.benchmark.seq_len
+        )
+        timings["profile_s"] = time.perf_counter() - phase
+        shares = ", ".join(f"{name} {share:.0%}" for name, share in profile.shares.items())
+        top = ", ".join(f"{op.op} {op.share:.0%}" for op in profile.top_ops[:3])
+        reporter.log(f"profile: {shares}; top operators: {top}")
+
     variants = [baseline]
     phase = time.perf_counter()
     for index, step in enumerate(recipe.steps, start=1):
@@ -135,6 +153,7 @@ def run_recipe(
         recipe=recipe.to_raw(),
         variants=reports,
         gate=gate,
+        profile=profile.model_dump() if profile else None,
         environment=_environment(settings.model_dump(), quick),
         timings=timings,
     )

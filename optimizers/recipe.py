@@ -100,6 +100,8 @@ class Recipe(BaseModel):
     gate: list[GateRule] | None = None
     benchmark: BenchmarkSettings = Field(default_factory=BenchmarkSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    #: Profile the baseline first (pre/model/post split, top operators). Measure before optimizing.
+    profile: bool = True
 
     @classmethod
     def parse(cls, raw: Any, *, input_format: str | None = None) -> Recipe:

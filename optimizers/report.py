@@ -87,6 +87,8 @@ class Report(BaseModel):
     recipe: dict[str, Any] = Field(default_factory=dict)
     variants: list[VariantReport] = Field(default_factory=list)
     gate: GateReport | None = None
+    #: Baseline profile (``optimizers.profiling.Profile`` as a dict) when the recipe asked for one.
+    profile: dict[str, Any] | None = None
     environment: dict[str, Any] = Field(default_factory=dict)
     timings: dict[str, float] = Field(default_factory=dict)
 

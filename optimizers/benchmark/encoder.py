@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import resource
+from collections.abc import Callable
+from typing import Any
 
 from optimizers.artifacts import ModelArtifact
 from optimizers.benchmark.hardware import device_name
@@ -15,32 +17,35 @@ _BENCH_TEXT = (
 ) * 40
 
 
+def encoder_io(tokenizer, batch_size: int, seq_len: int) -> tuple[Callable[[], dict], Callable[[dict, Any], Any]]:
+    """(preprocess, postprocess) for a fixed batch: tokenize to exactly ``seq_len``; mean-pool."""
+    from optimizers.evaluation.feature_extraction import mean_pool
+
+    texts = [_BENCH_TEXT] * batch_size
+
+    def preprocess() -> dict:
+        encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=seq_len, return_tensors="np")
+        return {key: value.astype("int64") for key, value in encoded.items()}
+
+    def postprocess(inputs: dict, hidden: Any) -> Any:
+        return mean_pool(hidden, inputs["attention_mask"])
+
+    return preprocess, postprocess
+
+
 def measure_encoder(
     artifact: ModelArtifact, settings: BenchmarkSettings
 ) -> tuple[dict[str, LatencyStats], BenchmarkInfo]:
     """Time ``artifact`` in this process at each batch size (feature-extraction encoders)."""
     from optimizers.benchmark.harness import summarize, time_loop
-    from optimizers.evaluation.feature_extraction import mean_pool
     from optimizers.runtimes import load_runtime, load_tokenizer
 
     runtime = load_runtime(artifact, threads=settings.threads)
     tokenizer = load_tokenizer(artifact)
     stats: dict[str, LatencyStats] = {}
     for batch_size in settings.batch_sizes:
-        texts = [_BENCH_TEXT] * batch_size
-
-        def preprocess(texts: list[str] = texts) -> dict:
-            encoded = tokenizer(
-                texts, padding="max_length", truncation=True, max_length=settings.seq_len, return_tensors="np"
-            )
-            return {key: value.astype("int64") for key, value in encoded.items()}
-
-        timings = time_loop(
-            preprocess,
-            runtime.forward,
-            lambda inputs, hidden: mean_pool(hidden, inputs["attention_mask"]),
-            settings,
-        )
+        preprocess, postprocess = encoder_io(tokenizer, batch_size, settings.seq_len)
+        timings = time_loop(preprocess, runtime.forward, postprocess, settings)
         stats[str(batch_size)] = summarize(timings, batch_size=batch_size, seq_len=settings.seq_len)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     info = BenchmarkInfo(

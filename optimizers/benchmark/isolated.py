@@ -19,13 +19,11 @@ from optimizers.recipe import BenchmarkSettings
 from optimizers.report import BenchmarkInfo, LatencyStats
 
 
-def benchmark_isolated(
-    artifact: ModelArtifact, settings: BenchmarkSettings, *, timeout_s: float = 3600.0
-) -> tuple[dict[str, LatencyStats], BenchmarkInfo]:
-    """Run ``measure_variant`` for ``artifact`` in a child process; ``PassError`` if it fails."""
+def _run_child(kind: str, payload: dict, *, label: str, timeout_s: float) -> dict:
+    """Run ``main`` with ``{"kind": kind, **payload}`` in a fresh interpreter; return its JSON result."""
     with tempfile.TemporaryDirectory(prefix="inferopt-bench-") as scratch:
         request, result = Path(scratch) / "request.json", Path(scratch) / "result.json"
-        request.write_text(json.dumps({"artifact": artifact.model_dump(), "settings": settings.model_dump()}))
+        request.write_text(json.dumps({"kind": kind, **payload}))
         completed = subprocess.run(
             [sys.executable, "-m", "optimizers.benchmark.isolated", str(request), str(result)],
             capture_output=True,
@@ -35,10 +33,26 @@ def benchmark_isolated(
         )
         if completed.returncode != 0 or not result.exists():
             tail = (completed.stderr or completed.stdout)[-2000:]
-            raise PassError(f"benchmark of {artifact.name} failed (exit {completed.returncode}): {tail}")
-        data = json.loads(result.read_text())
+            raise PassError(f"{kind} of {label} failed (exit {completed.returncode}): {tail}")
+        return json.loads(result.read_text())
+
+
+def benchmark_isolated(
+    artifact: ModelArtifact, settings: BenchmarkSettings, *, timeout_s: float = 3600.0
+) -> tuple[dict[str, LatencyStats], BenchmarkInfo]:
+    """Run ``measure_variant`` for ``artifact`` in a child process; ``PassError`` if it fails."""
+    payload = {"artifact": artifact.model_dump(), "settings": settings.model_dump()}
+    data = _run_child("benchmark", payload, label=artifact.name, timeout_s=timeout_s)
     stats = {key: LatencyStats.model_validate(value) for key, value in data["stats"].items()}
     return stats, BenchmarkInfo.model_validate(data["info"])
+
+
+def profile_isolated(artifact: ModelArtifact, *, batch_size: int, seq_len: int, timeout_s: float = 1800.0):
+    """``profiling.profile_artifact`` in a child process; returns a ``Profile``."""
+    from optimizers.profiling import Profile
+
+    payload = {"artifact": artifact.model_dump(), "batch_size": batch_size, "seq_len": seq_len}
+    return Profile.model_validate(_run_child("profile", payload, label=artifact.name, timeout_s=timeout_s))
 
 
 def measure_variant(
@@ -55,9 +69,14 @@ def measure_variant(
 def main(argv: list[str]) -> int:
     request_path, result_path = Path(argv[0]), Path(argv[1])
     request = json.loads(request_path.read_text())
-    stats, info = measure_variant(
-        ModelArtifact.model_validate(request["artifact"]), BenchmarkSettings.model_validate(request["settings"])
-    )
+    artifact = ModelArtifact.model_validate(request["artifact"])
+    if request.get("kind") == "profile":
+        from optimizers.profiling import profile_artifact
+
+        profile = profile_artifact(artifact, batch_size=request["batch_size"], seq_len=request["seq_len"])
+        result_path.write_text(profile.model_dump_json())
+        return 0
+    stats, info = measure_variant(artifact, BenchmarkSettings.model_validate(request["settings"]))
     result_path.write_text(
         json.dumps({"stats": {k: v.model_dump() for k, v in stats.items()}, "info": info.model_dump()})
     )
