@@ -98,6 +98,10 @@ class AuditEntry(AppendOnlyModel):
         DOWNLOAD_REFUSED = "download_refused", "Download refused"
         JOB_DELETED = "job_deleted", "Job deleted"
         ARTIFACT_DELETED = "artifact_deleted", "Artifact deleted"
+        MEMBER_ADDED = "member_added", "Member added"
+        ROLE_CHANGED = "role_changed", "Role changed"
+        MEMBER_REMOVED = "member_removed", "Member removed"
+        WEBHOOK_CHANGED = "webhook_changed", "Webhook changed"
 
     team = models.ForeignKey(Team, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
     job = models.ForeignKey(
