@@ -251,6 +251,17 @@ def format_count(count: float | None) -> str:
     return f"{count:.3g}"
 
 
+def format_duration(months: float) -> str:
+    """``2.5 months``, ``12 days``, ``5.2 hours``, ``under an hour`` (a month is 30.44 days)."""
+    if months >= 1:
+        return f"{months:.2g} months"
+    days = months * 30.44
+    if days >= 1:
+        return f"{days:.2g} days"
+    hours = days * 24
+    return f"{hours:.2g} hours" if hours >= 1 else "under an hour"
+
+
 def _number(value: float) -> str:
     return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
 
@@ -357,7 +368,7 @@ def break_even_figure(
     else:
         display = f"{format_count(value)} {unit}"
         if per_month:
-            display += f" (≈ {value / per_month:.2g} months at {format_count(per_month)}/month)"
+            display += f" (≈ {format_duration(value / per_month)} at {format_count(per_month)}/month)"
     return CostFigure(
         label="break-even volume",
         value=value,

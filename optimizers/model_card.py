@@ -177,7 +177,8 @@ class CostLine:
     value: str
     formula: str
     inputs: str
-    warning: str = ""
+    #: Why the figure rests on other hardware; "" when it does not; None when hardware does not enter it.
+    warning: str | None = ""
 
 
 def evaluation_data_info(
@@ -380,11 +381,17 @@ def _benchmark(report: Report, variant: VariantReport) -> Section:
     )
 
 
+def _hardware_cell(warning: str | None) -> str | None:
+    if warning is None:
+        return None
+    return warning or "same hardware as the benchmark"
+
+
 def _cost(lines: Sequence[CostLine] | None, note: str) -> Section:
     if not lines:
         return Section("Cost", paragraphs=[note or "No cost was computed."], anchor="cost")
     rows: list[list[Cell]] = [
-        [line.label, line.value, f"{line.formula}: {line.inputs}", line.warning or "same hardware"] for line in lines
+        [line.label, line.value, f"{line.formula}: {line.inputs}", _hardware_cell(line.warning)] for line in lines
     ]
     return Section(
         "Cost",
@@ -473,7 +480,7 @@ def cost_lines(breakdown: costs.CostBreakdown, variant_name: str) -> list[CostLi
                 lines.append(CostLine(label, figure.display, figure.formula, figure.inputs, warning))
     if breakdown.optimization is not None:
         figure = breakdown.optimization
-        lines.append(CostLine(figure.label, figure.display, figure.formula, figure.inputs))
+        lines.append(CostLine(figure.label, figure.display, figure.formula, figure.inputs, warning=None))
     return lines
 
 

@@ -13,6 +13,7 @@ from optimizers.cost import (
     cost_breakdown,
     cost_per_million,
     format_count,
+    format_duration,
     format_usd,
     hardware_check,
     matching_instances,
@@ -78,6 +79,12 @@ def test_llms_are_priced_per_token():
 )  # fmt: skip
 def test_money_is_shown_without_false_precision(amount, text):
     assert format_usd(amount) == text
+
+
+def test_break_even_times_are_shown_in_months_days_or_hours():
+    assert [format_duration(m) for m in (2.5, 0.1, 0.005, 0.0001)] == [
+        "2.5 months", "3 days", "3.7 hours", "under an hour",
+    ]  # fmt: skip
 
 
 def test_counts_are_shown_with_three_significant_digits():

@@ -104,7 +104,7 @@ def test_cost_lines_show_formula_inputs_and_hardware_warning(report):
     assert lines[0].value == "$2.78"
     assert "$1.00/h ÷ (100 requests/s × 3600)" in lines[0].inputs
     assert "measured on CPU" in lines[0].warning
-    assert lines[2].warning == ""
+    assert lines[2].warning is None  # hardware does not enter the job's own cost
 
 
 def test_packaged_card_is_deterministic_and_points_to_the_live_card(report):
@@ -113,7 +113,7 @@ def test_packaged_card_is_deterministic_and_points_to_the_live_card(report):
     assert "before any review" in first and "/jobs/3/" in first
     assert "approximate list prices as of June 2024" in first
     assert "| cost per 1M requests on AWS c7i.xlarge, batch 8 | $1.00 |" in first
-    assert "same hardware |" in first and "measured on CPU" in first
+    assert "same hardware as the benchmark |" in first and "measured on CPU" in first
 
 
 def test_evaluation_data_info_fingerprints_the_evaluated_texts(tmp_path):

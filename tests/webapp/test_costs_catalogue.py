@@ -128,3 +128,8 @@ def test_names_are_unique_per_team_and_prices_not_negative(admin, team, team_row
 def test_anonymous_users_log_in_first(client, name):
     response = client.get(reverse(name))
     assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+
+@pytest.mark.parametrize("price, shown", [("0.1800", "0.18"), ("0.0525", "0.0525"), ("12", "12.00"), ("100", "100.00")])
+def test_prices_are_shown_without_padding_zeros(price, shown):
+    assert InstanceType(hourly_price=Decimal(price)).price_display == shown

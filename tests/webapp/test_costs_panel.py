@@ -67,7 +67,8 @@ def test_user_choices_change_instance_batch_traffic_and_worker(priced_job, owner
     assert "10 M ÷ 1,000,000 × $0.80 = $8.00" in text  # monthly cost of the candidate
     assert "$20.00 − $8.00" in text  # monthly saving vs the baseline's $2.00 per 1M
     assert "3,600 s ÷ 3600 × $0.80/h (AWS g6.xlarge) = $0.80" in text
-    assert "months at 10 M/month" in text
+    # $0.80 ÷ ($2.00 − $0.80) × 1M = 667 k requests: about 2 days at 10 M a month.
+    assert "667 k requests (≈ 2 days at 10 M/month)" in text
 
 
 def test_gpu_instance_for_a_cpu_benchmark_is_flagged(priced_job, owner):

@@ -96,7 +96,7 @@ def live_card(
         breakdown = services.breakdown_for(report, choice, job.optimization_seconds)
         lines = model_card.cost_lines(breakdown, variant.name)
         note = (
-            f"Computed with {choice.instance.name} at ${choice.instance.hourly_price}/h "
+            f"Computed with {choice.instance.name} at ${choice.instance.price_display}/h "
             f"(price as of {choice.instance.price_date:%Y-%m-%d}; {choice.instance.notes or 'no notes'}), "
             f"batch {choice.batch_size}. Change these on the job page's cost panel."
         )

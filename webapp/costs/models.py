@@ -62,7 +62,14 @@ class InstanceType(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} (${self.hourly_price}/h)"
+        return f"{self.name} (${self.price_display}/h)"
+
+    @property
+    def price_display(self) -> str:
+        """The hourly price with at least two decimals and no trailing zeros beyond: ``0.18``, ``0.0525``."""
+        text = f"{self.hourly_price.normalize():f}"
+        whole, _, cents = text.partition(".")
+        return f"{whole}.{cents.ljust(2, '0')}"
 
     @property
     def is_global(self) -> bool:
