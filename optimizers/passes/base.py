@@ -35,6 +35,9 @@ class Requirements:
     device: str = "cpu"  # "cpu" or "cuda"
     min_compute_capability: float | None = None
     packages: tuple[str, ...] = ()
+    #: Runs on a CPU but much faster on a GPU: routed to the ``gpu`` queue when one is enabled,
+    #: else allowed on a CPU worker when its preflight estimate fits (see ``Pass.estimate``).
+    prefers_gpu: bool = False
 
     def missing_packages(self) -> list[str]:
         """Import names from ``packages`` that this interpreter cannot import."""
@@ -104,6 +107,14 @@ class Pass(ABC):
             raise PreflightError(f"{self.name} needs a CUDA GPU; this worker has none")
         return Preflight()
 
+    def estimate(self, artifact: ModelArtifact, config: PassConfig, *, on_gpu: bool) -> Preflight:
+        """Memory/time estimate without loading the model or torch (for the web form and API).
+
+        The default knows nothing; passes with heavy work override it. ``preflight`` gives the
+        same estimate for the machine it runs on, after the checks that need the model.
+        """
+        return Preflight()
+
     @abstractmethod
     def run(self, artifact: ModelArtifact, config: PassConfig, ctx: PassContext) -> ModelArtifact:
         """Build a new artifact under ``ctx.work_dir`` from ``artifact``."""
@@ -125,6 +136,7 @@ class Pass(ABC):
                 "device": cls.requires.device,
                 "min_compute_capability": cls.requires.min_compute_capability,
                 "packages": list(cls.requires.packages),
+                "prefers_gpu": cls.requires.prefers_gpu,
             },
             "config_schema": cls.Config.model_json_schema(),
         }
