@@ -36,7 +36,7 @@ def create(apps, schema_editor):
     if vendor == "sqlite":
         schema_editor.execute(SQLITE_CREATE)
     elif vendor == "postgresql":
-        schema_editor.execute(POSTGRES_CREATE)
+        schema_editor.execute(POSTGRES_CREATE, params=None)  # no parameters: "%" is plpgsql's
 
 
 def drop(apps, schema_editor):
@@ -44,7 +44,7 @@ def drop(apps, schema_editor):
     if vendor == "sqlite":
         schema_editor.execute(SQLITE_DROP)
     elif vendor == "postgresql":
-        schema_editor.execute(POSTGRES_DROP)
+        schema_editor.execute(POSTGRES_DROP, params=None)
 
 
 class Migration(migrations.Migration):
