@@ -66,6 +66,7 @@ def test_cli_writes_the_documented_report(cli_run):
     assert {"metric", "kind", "threshold", "baseline", "candidate", "passed"} <= set(gate["rules"][0])
     assert Path(report["variants"][-1]["path"], "model.onnx").is_file()
     assert "gate: needs_approval" in completed.stdout
+    assert report["profile"]["top_ops"] and set(report["profile"]["shares"]) == {"preprocess", "model", "postprocess"}
 
 
 def test_cli_reports_bad_recipes_without_a_traceback(tmp_path):

@@ -62,3 +62,19 @@ def test_figures_accept_a_report_model_and_missing_benchmarks():
     figures = report_figures(Report.model_validate(raw))
     assert figures["chart-latency"]["data"][0]["x"] == ["baseline", "ort_quantize_dynamic"]
     assert figures["chart-throughput"]["data"][1]["x"] == []
+
+
+def test_profile_chart_appears_when_the_baseline_was_profiled():
+    raw = sample_report()
+    raw["profile"] = {
+        "runtime": "pytorch-eager",
+        "batch_size": 1,
+        "seq_len": 128,
+        "shares": {"preprocess": 0.1, "model": 0.85, "postprocess": 0.05},
+        "top_ops": [{"op": "aten::addmm", "self_ms": 5.0, "calls": 36, "share": 0.6}],
+    }
+    figures = report_figures(raw)
+    assert list(figures)[-1] == "chart-profile"
+    pie, bars = figures["chart-profile"]["data"]
+    assert pie["labels"] == ["preprocess", "model", "postprocess"]
+    assert list(bars["y"]) == ["aten::addmm"]

@@ -104,11 +104,52 @@ def size_figure(report: Report | dict[str, Any]) -> dict[str, Any]:
     return _figure_json(figure)
 
 
+def profile_figure(profile: dict[str, Any]) -> dict[str, Any]:
+    """The baseline profile: pre/model/post split (pie) and the top operators (bars, ms per call)."""
+    figure = make_subplots(
+        rows=1,
+        cols=2,
+        column_widths=[0.35, 0.65],
+        specs=[[{"type": "domain"}, {"type": "xy"}]],
+        subplot_titles=("end-to-end split", "top operators (self time per model call)"),
+    )
+    shares = profile.get("shares", {})
+    figure.add_trace(
+        go.Pie(labels=list(shares), values=[value * 100 for value in shares.values()], hole=0.4, sort=False),
+        row=1,
+        col=1,
+    )
+    ops = list(reversed(profile.get("top_ops", [])[:10]))
+    figure.add_trace(
+        go.Bar(
+            x=[op["self_ms"] for op in ops],
+            y=[op["op"] for op in ops],
+            orientation="h",
+            text=[f"{op['share']:.0%}" for op in ops],
+            textposition="auto",
+            showlegend=False,
+        ),
+        row=1,
+        col=2,
+    )
+    figure.update_xaxes(title_text="ms", row=1, col=2)
+    title = (
+        f"Where the time goes: baseline on {profile.get('runtime', '?')}, "
+        f"batch {profile.get('batch_size')} × seq {profile.get('seq_len')}"
+    )
+    figure.update_layout(**{**_LAYOUT, "title": {"text": title}, "height": 420, "margin": {"l": 180, "r": 20}})
+    return _figure_json(figure)
+
+
 def report_figures(report: Report | dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """All result charts keyed by their element id (``chart-latency``, ``chart-throughput``, ``chart-size``)."""
+    """All result charts keyed by their element id (``chart-latency``, ``chart-throughput``,
+    ``chart-size``, and ``chart-profile`` when the baseline was profiled)."""
     report = _as_report(report)
-    return {
+    figures = {
         "chart-latency": latency_figure(report),
         "chart-throughput": throughput_figure(report),
         "chart-size": size_figure(report),
     }
+    if report.profile:
+        figures["chart-profile"] = profile_figure(report.profile)
+    return figures
