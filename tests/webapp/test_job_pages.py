@@ -179,3 +179,14 @@ def test_cancel_button_cancels_a_queued_job(owner, team, make_job, fake_celery):
 def test_cancel_needs_post(owner, team, make_job):
     job = make_job(team)
     assert client_for(owner).get(reverse("jobs:cancel", args=[job.pk])).status_code == 405
+
+
+def test_new_job_page_nudges_to_profile_first_and_suggests_a_recipe(client):
+    from webapp.accounts.services import ensure_member
+
+    user, _ = ensure_member("mfirst", "mfirst-team")
+    client.force_login(user)
+    page = client.get("/jobs/new/").content.decode()
+    assert "Measure before optimizing" in page
+    assert "not profiled yet" in page
+    assert "INT8 first" in page and "onnx_export" in page

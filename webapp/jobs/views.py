@@ -16,6 +16,7 @@ from optimizers.errors import RecipeError
 from optimizers.passes import all_passes
 from webapp.catalog.services import ensure_demo_models
 from webapp.jobs.access import login_or_token_required
+from webapp.jobs.advice import model_advice
 from webapp.jobs.charts import report_figures
 from webapp.jobs.forms import NewJobForm
 from webapp.jobs.models import Artifact, Job
@@ -65,7 +66,11 @@ def job_new(request):
     return render(
         request,
         "jobs/job_new.html",
-        {"form": form, "no_team": not form.fields["team"].queryset.exists()},
+        {
+            "form": form,
+            "no_team": not form.fields["team"].queryset.exists(),
+            "advice": model_advice(request.user, form.fields["model"].queryset),
+        },
         status=status,
     )
 
