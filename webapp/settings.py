@@ -13,6 +13,10 @@ Every deployment knob is an environment variable with a local default, so
 ``INFEROPT_JOB_SOFT_TIME_LIMIT`` / ``INFEROPT_JOB_HARD_TIME_LIMIT``  seconds (3600 / 3900)
 ``INFEROPT_UPLOAD_MAX_BYTES``    largest accepted upload (2 GiB)
 ``INFEROPT_QUICK_BENCHMARK``     bool: jobs use the short benchmark settings (tests)
+``INFEROPT_GPU_QUEUE_ENABLED``   bool (false): a worker consumes the ``gpu`` queue, so passes that
+                        prefer a GPU (gptq, awq, w8a8) are sent there; else they go to ``cpu``
+``INFEROPT_CPU_PASS_TIME_BUDGET_S``  read by the workers (optimizers library): a pass whose
+                        estimate exceeds it on a CPU worker is refused in preflight (3600)
 ``INFEROPT_BASE_URL``   the dashboard's address, for links in notifications (``http://127.0.0.1:8000``)
 ``INFEROPT_WEBHOOK_TIMEOUT_S``   seconds a team webhook may take (5)
 ``DJANGO_EMAIL_BACKEND``  Django mail backend (console); ``EMAIL_HOST``/``EMAIL_PORT``, ``DJANGO_DEFAULT_FROM_EMAIL``
@@ -186,6 +190,9 @@ REDIS_URL = os.getenv("REDIS_URL", "redis://127.0.0.1:6379/0")
 INFEROPT_JOB_SOFT_TIME_LIMIT = envint("INFEROPT_JOB_SOFT_TIME_LIMIT", "3600")
 INFEROPT_JOB_HARD_TIME_LIMIT = envint("INFEROPT_JOB_HARD_TIME_LIMIT", "3900")
 INFEROPT_QUICK_BENCHMARK = envbool("INFEROPT_QUICK_BENCHMARK", "false")
+# No worker registers its capabilities yet: whether a GPU worker consumes the "gpu" queue is
+# configured. Off, GPU-preferring passes run on "cpu" when their estimate fits the worker.
+INFEROPT_GPU_QUEUE_ENABLED = envbool("INFEROPT_GPU_QUEUE_ENABLED", "false")
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True

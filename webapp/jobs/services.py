@@ -33,9 +33,17 @@ def celery_app():
 
 
 def queue_for(recipe: Recipe) -> str:
-    """``gpu`` when any step needs CUDA, else ``cpu``."""
-    needs_gpu = any(get_pass(step.pass_name).requires.device == "cuda" for step in recipe.steps)
-    return GPU_QUEUE if needs_gpu else CPU_QUEUE
+    """``gpu`` when any step needs CUDA, or prefers a GPU while ``INFEROPT_GPU_QUEUE_ENABLED``; else ``cpu``.
+
+    Without a known GPU worker a GPU-preferring step (gptq, awq, w8a8) stays on ``cpu``, where
+    its preflight refuses it if the memory/time estimate does not fit the worker.
+    """
+    requirements = [get_pass(step.pass_name).requires for step in recipe.steps]
+    if any(requirement.device == "cuda" for requirement in requirements):
+        return GPU_QUEUE
+    if settings.INFEROPT_GPU_QUEUE_ENABLED and any(requirement.prefers_gpu for requirement in requirements):
+        return GPU_QUEUE
+    return CPU_QUEUE
 
 
 def default_job_name(model_entry, recipe: Recipe) -> str:
