@@ -19,7 +19,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--quick", action="store_true", help="short benchmark (smoke tests; numbers are rough)")
     run.add_argument("--cache", type=Path, default=None, help="pass output cache folder")
     commands.add_parser("passes", help="list the registered passes as JSON")
+    search = commands.add_parser("search", help="try combinations of techniques within a time budget")
+    search.add_argument("space", type=Path, help="search space YAML (model, axes, budget_s)")
+    search.add_argument("--out", type=Path, required=True, help="output folder (candidates and search.json)")
+    search.add_argument("--quick", action="store_true", help="short benchmark (smoke tests; numbers are rough)")
     args = parser.parse_args(argv)
+
+    if args.command == "search":
+        return _search(args)
 
     if args.command == "passes":
         from optimizers.passes import all_passes
@@ -48,6 +55,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _print_summary(report)
     print(f"report: {args.out / 'report.json'}")
+    return 0
+
+
+def _search(args) -> int:
+    from optimizers.search import SearchSpace, run_search
+
+    try:
+        report = run_search(
+            SearchSpace.from_yaml(args.space.read_text()),
+            args.out,
+            on_log=lambda message: print(f"  {message}", flush=True),
+            quick=args.quick,
+        )
+    except InferOptError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for index, candidate in enumerate(report.candidates):
+        steps = " → ".join(step["pass"] for step in candidate.steps)
+        marks = ("★ best " if index == report.best_passing else "") + ("pareto " if candidate.on_pareto_front else "")
+        detail = candidate.gate_outcome or candidate.reason
+        print(f"{index:>3} {candidate.status:<8} {marks:<13} {steps}  ({detail})")
+    print(f"search: {args.out / 'search.json'} ({report.elapsed_s:.0f} s of {report.budget_s:.0f} s budget)")
     return 0
 
 
