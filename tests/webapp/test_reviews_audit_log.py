@@ -113,3 +113,15 @@ def test_the_admin_shows_the_log_read_only(entry, django_user_model):
     assert client.get(reverse("admin:reviews_auditentry_add")).status_code == 403
     assert client.post(reverse("admin:reviews_auditentry_delete", args=[entry.pk]), {"post": "yes"}).status_code == 403
     assert AuditEntry.objects.filter(pk=entry.pk).exists()
+
+
+def test_deleting_a_reviewed_job_or_its_reviewer_keeps_the_record(finished_job, reviewer, team):
+    review = review_job(reviewer, finished_job, "approve", "fine")
+    reviewer.delete()
+    review = Review.objects.get(pk=review.pk)
+    assert review.reviewer is None and review.reviewer_name == "rita", "the name stays when the user goes"
+    approve = AuditEntry.objects.get(job_id=finished_job.pk, action="approve")
+    assert approve.actor_id is not None and approve.actor_name == "rita", "audit rows are never touched"
+    team.delete()
+    assert not Review.objects.exists(), "reviews go with their job"
+    assert AuditEntry.objects.filter(job_id=finished_job.pk, action__in=["approve", "job_deleted"]).count() == 2
