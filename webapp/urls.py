@@ -14,6 +14,7 @@ api_patterns = [
     path("jobs", jobs_api.JobListView.as_view(), name="jobs"),
     path("jobs/<int:pk>", jobs_api.JobDetailView.as_view(), name="job"),
     path("jobs/<int:pk>/cancel", jobs_api.JobCancelView.as_view(), name="job_cancel"),
+    path("preflight", jobs_api.PreflightView.as_view(), name="preflight"),
     path("jobs/<int:pk>/reviews", reviews_api.JobReviewsView.as_view(), name="job_reviews"),
     path("jobs/<int:pk>/audit", reviews_api.JobAuditView.as_view(), name="job_audit"),
     path("models", catalog_api.ModelListView.as_view(), name="models"),

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from optimizers.errors import RecipeError
 from webapp.api import ErrorSerializer, error, request_team
 from webapp.catalog.services import resolve_dataset, resolve_model
+from webapp.jobs.estimates import estimate_recipe
 from webapp.jobs.models import Artifact, Job
 from webapp.jobs.services import cancel_job, submit_job
 from webapp.reviews.services import DEPLOYABLE_STATES, approval_state
@@ -142,3 +143,36 @@ class JobCancelView(APIView):
     def post(self, request, pk: int):
         job = cancel_job(get_object_or_404(Job.objects.visible_to(request.user), pk=pk))
         return Response(JobSummarySerializer(job).data)
+
+
+PREFLIGHT_EXAMPLE = {
+    "model": "zoo:tiny-lm",
+    "steps": [{"pass": "gptq", "num_calibration_samples": 64, "max_seq_length": 256}],
+}
+
+
+class PreflightView(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        summary="Estimate a recipe's memory and time per step, before submitting it",
+        description=(
+            "The body is a recipe, as for POST /api/v1/jobs. Each step gets a CPU and a GPU estimate "
+            "(`estimated_seconds`, `estimated_memory_mb`, `notes`) from the model's config and weight headers; "
+            "`queue` is where the job would be sent, `fits_cpu_budget` compares the CPU estimate with the "
+            "workers' time budget. A CPU worker also refuses a step whose estimate exceeds its free memory."
+        ),
+        request=OpenApiTypes.OBJECT,
+        examples=[OpenApiExample("GPTQ on the tiny LM", value=PREFLIGHT_EXAMPLE, request_only=True)],
+        responses={200: OpenApiTypes.OBJECT, 400: ErrorSerializer},
+    )
+    def post(self, request):
+        if not isinstance(request.data, dict):
+            return error("the body must be a JSON object (a recipe)")
+        recipe = {key: value for key, value in request.data.items() if key not in ("name", "team", "tokenizer")}
+        try:
+            entry = resolve_model(request.user, recipe.get("model"))
+            estimate = estimate_recipe(entry, recipe)
+        except RecipeError as problem:
+            return error(str(problem))
+        return Response({"model": recipe.get("model"), **estimate.as_dict()})

@@ -18,6 +18,7 @@ from webapp.catalog.services import ensure_demo_models
 from webapp.jobs.access import login_or_token_required
 from webapp.jobs.advice import model_advice
 from webapp.jobs.charts import report_figures
+from webapp.jobs.estimates import estimate_recipe
 from webapp.jobs.forms import NewJobForm
 from webapp.jobs.models import Artifact, Job
 from webapp.jobs.results import build_results
@@ -51,7 +52,13 @@ def job_new(request):
     if request.method == "GET" and (model_id := request.GET.get("model", "")).isdigit():
         initial["model"] = int(model_id)
     form = NewJobForm(request.POST or None, user=request.user, passes=passes, initial=initial)
-    if request.method == "POST" and form.is_valid():
+    estimates = None
+    if request.method == "POST" and form.is_valid() and request.POST.get("action") == "estimate":
+        try:  # the Estimate button: per-step memory/time, nothing is submitted
+            estimates = estimate_recipe(form.cleaned_data["model"], form.cleaned_data["recipe"])
+        except RecipeError as error:
+            form.add_error(None, str(error))
+    elif request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
             job = submit_job(
@@ -62,7 +69,7 @@ def job_new(request):
         else:
             messages.success(request, f"Job #{job.pk} queued.")
             return redirect("jobs:detail", pk=job.pk)
-    status = 400 if request.method == "POST" else 200
+    status = 400 if request.method == "POST" and estimates is None else 200
     return render(
         request,
         "jobs/job_new.html",
@@ -70,6 +77,7 @@ def job_new(request):
             "form": form,
             "no_team": not form.fields["team"].queryset.exists(),
             "advice": model_advice(request.user, form.fields["model"].queryset),
+            "estimates": estimates,
         },
         status=status,
     )
