@@ -54,6 +54,7 @@ def test_submitting_the_form_builds_an_ordered_recipe(owner, team, demo_model, d
         "p__ort_quantize_dynamic__enabled": "on", "p__onnx_export__enabled": "on",
         "p__onnx_export__cfg__opset": 17, "p__ort_quantize_dynamic__cfg__op_types": ['"MatMul"'],
         "gate": "cosine absolute_drop 0.01", "batch_sizes": "1, 4",
+        "evaluation_samples": 32, "profile": "on",
     })  # fmt: skip
     with django_capture_on_commit_callbacks() as callbacks:
         response = client_for(owner).post(reverse("jobs:new"), data)
@@ -66,6 +67,7 @@ def test_submitting_the_form_builds_an_ordered_recipe(owner, team, demo_model, d
     assert steps[1]["op_types"] == ["MatMul"] and steps[1]["per_channel"] is True
     assert job.recipe["gate"] == [{"metric": "cosine", "kind": "absolute_drop", "threshold": 0.01}]
     assert job.recipe["benchmark"]["batch_sizes"] == [1, 4]
+    assert job.recipe["evaluation"]["max_samples"] == 32 and job.recipe["profile"] is True
     assert job.name == "MiniLM-L6 (demo): onnx_export → ort_quantize_dynamic"
 
 

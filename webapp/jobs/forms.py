@@ -207,6 +207,21 @@ class NewJobForm(forms.Form):
     name = forms.CharField(max_length=200, required=False, help_text="Optional; generated from the steps if empty.")
     batch_sizes = forms.CharField(initial="1,8", label="Benchmark batch sizes", help_text="Comma-separated.")
     seq_len = forms.IntegerField(initial=128, label="Sequence length", widget=forms.NumberInput(attrs={"min": 1}))
+    evaluation_samples = forms.IntegerField(
+        required=False,
+        initial=256,
+        min_value=1,
+        max_value=100_000,
+        label="Evaluation samples",
+        help_text="Held-out rows (retrieval pairs) to evaluate on.",
+        widget=forms.NumberInput(attrs={"min": 1}),
+    )
+    profile = forms.BooleanField(
+        initial=True,
+        required=False,
+        label="Profile the baseline first",
+        help_text="Pre/model/post time split and top operators. Measure before optimizing.",
+    )
     gate = forms.CharField(
         required=False,
         label="Gate rules",
@@ -283,7 +298,66 @@ class NewJobForm(forms.Form):
             "model": data["model"].reference,
             "steps": self.steps(),
             "benchmark": {"batch_sizes": data["batch_sizes"], "seq_len": data["seq_len"]},
+            "evaluation": {"max_samples": data.get("evaluation_samples") or 256},
+            "profile": bool(data.get("profile")),
         }
         if data.get("gate"):
             recipe["gate"] = data["gate"]
         return recipe
+
+
+DEFAULT_SEARCH_AXES = """\
+- [none, {pass: torch_quantize_dynamic}]
+- [none, {pass: onnx_export}]
+- [none, {pass: ort_quantize_dynamic, per_channel: true}, {pass: ort_quantize_dynamic, per_channel: false}]
+"""
+
+
+class SearchJobForm(forms.Form):
+    """A ``mode: search`` job: axes of options (YAML) and a time budget; ``search_space`` validates."""
+
+    prefix = "search"
+
+    team = forms.ModelChoiceField(queryset=None, empty_label=None)
+    model = forms.ModelChoiceField(queryset=None, empty_label=None)
+    name = forms.CharField(max_length=200, required=False, help_text="Optional.")
+    axes = forms.CharField(
+        initial=DEFAULT_SEARCH_AXES,
+        widget=forms.Textarea(attrs={"rows": 5, "spellcheck": "false"}),
+        help_text="YAML list of axes; each axis lists options: none, one step {pass: …} or a list of steps. "
+        "Every combination (one option per axis) is a candidate; impossible chains are skipped.",
+    )
+    budget_s = forms.FloatField(
+        initial=900, min_value=1, label="Time budget (s)", help_text="Candidates not started by then are not run."
+    )
+    batch_sizes = forms.CharField(initial="1", label="Benchmark batch sizes", help_text="Comma-separated.")
+    seq_len = forms.IntegerField(initial=128, label="Sequence length", widget=forms.NumberInput(attrs={"min": 1}))
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["team"].queryset = teams_of(user)
+        self.fields["model"].queryset = ModelEntry.objects.visible_to(user)
+
+    def clean_axes(self) -> list[Any]:
+        import yaml
+
+        try:
+            axes = yaml.safe_load(self.cleaned_data["axes"])
+        except yaml.YAMLError as error:
+            raise forms.ValidationError(f"not valid YAML: {error}") from None
+        if not isinstance(axes, list) or not axes or not all(isinstance(axis, list) and axis for axis in axes):
+            raise forms.ValidationError("give a list of axes, each a non-empty list of options")
+        return axes
+
+    def clean_batch_sizes(self) -> list[int]:
+        return parse_batch_sizes(self.cleaned_data["batch_sizes"])
+
+    def search_mapping(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {
+            "mode": "search",
+            "model": data["model"].reference,
+            "axes": data["axes"],
+            "budget_s": data["budget_s"],
+            "benchmark": {"batch_sizes": data["batch_sizes"], "seq_len": data["seq_len"]},
+        }
