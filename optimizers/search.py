@@ -118,14 +118,25 @@ def run_search(
     out_dir: Path,
     *,
     on_log: Callable[[str], None] | None = None,
+    on_progress: Callable[[Any], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     quick: bool = False,
     cache_dir: Path | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> SearchReport:
-    """Run the search (see module docstring) and write ``out_dir/search.json``."""
+    """Run the search (see module docstring) and write ``out_dir/search.json``.
+
+    ``on_progress(ProgressEvent)`` gets stage ``baseline``, then ``search`` with percent =
+    the larger of candidates tried / to try and time spent / ``budget_s`` (below 100 until done).
+    """
     from optimizers.benchmark.isolated import benchmark_isolated
-    from optimizers.pipeline import _Reporter, _run_step, _variant_report
+    from optimizers.pipeline import ProgressEvent, _Reporter, _run_step, _variant_report
+
+    def progress(stage: str, fraction: float, message: str) -> None:
+        if on_progress is not None:
+            on_progress(
+                ProgressEvent(stage=stage, percent=round(100 * max(0.0, min(0.99, fraction)), 1), message=message)
+            )
 
     started = clock()
     reporter = _Reporter(None, on_log, should_cancel)
@@ -148,14 +159,17 @@ def run_search(
         stats, info = benchmark_isolated(artifact, settings)
         return _variant_report(artifact, metrics, stats, info)
 
+    progress("baseline", 0.0, "evaluating and benchmarking the baseline")
     baseline_report = measure(baseline)
     built: dict[str, ModelArtifact] = {}
     candidates: list[Candidate] = []
     for number, steps in enumerate(valid, start=1):
-        if clock() - started >= space.budget_s:
+        elapsed = clock() - started
+        if elapsed >= space.budget_s:
             candidates.append(Candidate(steps=steps, status="not_run", reason="time budget spent"))
             continue
         reporter.check_cancelled()
+        progress("search", max((number - 1) / len(valid), elapsed / space.budget_s), f"candidate {number}/{len(valid)}")
         reporter.log(f"candidate {number}/{len(valid)}: {' → '.join(step['pass'] for step in steps)}")
         try:
             artifact = baseline

@@ -32,6 +32,7 @@ from optimizers.packaging import package_artifact
 from optimizers.pipeline import run_recipe
 from optimizers.recipe import Recipe
 from optimizers.report import Report
+from optimizers.search import SearchReport, SearchSpace, run_search
 from webapp.jobs.models import Artifact, Job
 from webapp.reviews.services import record_gate_outcome
 from workers.celery import app
@@ -176,54 +177,141 @@ def _package_variants(job: Job, report: Report, work_dir: Path, stored: list[str
     Each stored name is appended to ``stored`` as soon as it exists, so the
     caller can delete the files if anything later fails.
     """
-    storage = Artifact._meta.get_field("file").storage
-    versions = library_versions()
     dataset = evaluation_data_info(
         job.recipe, display_name=job.dataset.name if job.dataset_id else None, task=report.task
     )
-    rows: list[Artifact] = []
-    for order, variant in enumerate(report.variants[1:], start=1):
-        is_final = order == len(report.variants) - 1
-        manifest = {
-            "job": job.pk,
-            "variant": variant.name,
-            "format": variant.format,
-            "produced_by": variant.produced_by,
-            "config": variant.config,
-            "parent_sha256": variant.parent_sha256,
-            "recipe": job.recipe,
-            "metrics": variant.metrics,
-            "sha256_content": variant.sha256,
-            "library_versions": versions,
-            "gate": report.gate.model_dump(mode="json") if is_final and report.gate else None,
-            "task": report.task,
-            "benchmark": {batch: stats.model_dump(mode="json") for batch, stats in variant.benchmark.items()},
-            "benchmark_info": variant.benchmark_info.model_dump(mode="json") if variant.benchmark_info else None,
-            "data": data_manifest(report, dataset),
-        }
-        card_name = manifest["model_card"] = card_file_name(Path(variant.path))
-        card = packaged_card(
-            report, variant.name, job=f"#{job.pk} {job.name}", dataset=dataset, live_url=f"/jobs/{job.pk}/"
+    return [
+        _package_one(
+            job, report, variant, order, order == len(report.variants) - 1, work_dir, stored, dataset, recipe=job.recipe
         )
-        filename = f"{order}-{_safe_name(variant.name)}.zip"
-        local_zip = work_dir / "packages" / filename
-        sha256, size = package_artifact(Path(variant.path), manifest, local_zip, extra_files={card_name: card})
-        with open(local_zip, "rb") as handle:
-            name = storage.save(f"jobs/{job.pk}/{filename}", File(handle, name=filename))
-        stored.append(name)
+        for order, variant in enumerate(report.variants[1:], start=1)
+    ]
+
+
+def _package_one(
+    job: Job,
+    report: Report,
+    variant: Any,
+    order: int,
+    is_final: bool,
+    work_dir: Path,
+    stored: list[str],
+    dataset: Any,
+    *,
+    recipe: dict[str, Any],
+    name: str | None = None,
+    with_gate: bool | None = None,
+) -> Artifact:
+    """Zip one variant of ``report`` (manifest + MODEL_CARD.md) into storage; return its unsaved row."""
+    storage = Artifact._meta.get_field("file").storage
+    versions = library_versions()
+    include_gate = is_final if with_gate is None else with_gate
+    manifest = {
+        "job": job.pk,
+        "variant": variant.name,
+        "format": variant.format,
+        "produced_by": variant.produced_by,
+        "config": variant.config,
+        "parent_sha256": variant.parent_sha256,
+        "recipe": recipe,
+        "metrics": variant.metrics,
+        "sha256_content": variant.sha256,
+        "library_versions": versions,
+        "gate": report.gate.model_dump(mode="json") if include_gate and report.gate else None,
+        "task": report.task,
+        "benchmark": {batch: stats.model_dump(mode="json") for batch, stats in variant.benchmark.items()},
+        "benchmark_info": variant.benchmark_info.model_dump(mode="json") if variant.benchmark_info else None,
+        "data": data_manifest(report, dataset),
+    }
+    card_name = manifest["model_card"] = card_file_name(Path(variant.path))
+    card = packaged_card(
+        report, variant.name, job=f"#{job.pk} {job.name}", dataset=dataset, live_url=f"/jobs/{job.pk}/"
+    )
+    filename = f"{order}-{_safe_name(name or variant.name)}.zip"
+    local_zip = work_dir / "packages" / filename
+    sha256, size = package_artifact(Path(variant.path), manifest, local_zip, extra_files={card_name: card})
+    with open(local_zip, "rb") as handle:
+        stored_name = storage.save(f"jobs/{job.pk}/{filename}", File(handle, name=filename))
+    stored.append(stored_name)
+    return Artifact(
+        job=job,
+        name=name or variant.name,
+        format=variant.format,
+        file=stored_name,
+        sha256=sha256,
+        size_bytes=size,
+        order=order,
+        is_final=is_final,
+    )
+
+
+def _candidate_name(index: int, steps: list[dict[str, Any]]) -> str:
+    return f"c{index + 1}-" + "+".join(step["pass"] for step in steps)
+
+
+def _package_search(job: Job, search: SearchReport, work_dir: Path, stored: list[str]) -> list[Artifact]:
+    """Zip the best passing candidate (final) and the Pareto ones; each zip's card compares it with the baseline."""
+    dataset = evaluation_data_info(
+        job.recipe, display_name=job.dataset.name if job.dataset_id else None, task=search.task
+    )
+    chosen = [
+        index
+        for index, candidate in enumerate(search.candidates)
+        if candidate.variant is not None and (candidate.on_pareto_front or index == search.best_passing)
+    ]
+    rows = []
+    for index in chosen:
+        candidate = search.candidates[index]
+        recipe = {key: value for key, value in job.recipe.items() if key not in ("mode", "axes", "budget_s")}
+        report = Report(
+            model=search.model,
+            task=search.task,
+            recipe={**recipe, "steps": candidate.steps},
+            variants=[search.baseline, candidate.variant],
+            gate=candidate.variant.gate,
+        )
+        name = _candidate_name(index, candidate.steps)
+        is_final = index == search.best_passing
         rows.append(
-            Artifact(
-                job=job,
-                name=variant.name,
-                format=variant.format,
-                file=name,
-                sha256=sha256,
-                size_bytes=size,
-                order=order,
-                is_final=is_final,
-            )
+            _package_one(
+                job,
+                report,
+                candidate.variant,
+                index + 1,
+                is_final,
+                work_dir,
+                stored,
+                dataset,
+                recipe=report.recipe,
+                name=name,
+                with_gate=True,
+            )  # fmt: skip
         )
     return rows
+
+
+def search_gate_outcome(search: SearchReport) -> str:
+    """``pass`` with a best passing candidate, else ``needs_approval`` with near-misses, else ``fail``."""
+    if search.best_passing is not None:
+        return Job.GateOutcome.PASS
+    return Job.GateOutcome.NEEDS_APPROVAL if search.near_misses else Job.GateOutcome.FAIL
+
+
+def _run_search_job(job: Job, recorder: JobRecorder, work_dir: Path, stored: list[str]) -> dict[str, Any]:
+    """Run a ``mode: search`` job; return the row's final fields (report, gate outcome) and its artifacts."""
+    space = SearchSpace.model_validate({k: v for k, v in job.recipe.items() if k != "mode"})
+    search = run_search(
+        space,
+        work_dir / "run",
+        on_progress=recorder.on_progress,
+        on_log=recorder.on_log,
+        should_cancel=recorder.should_cancel,
+        quick=settings.INFEROPT_QUICK_BENCHMARK,
+    )
+    recorder.set_stage("packaging", "packaging the best passing and Pareto candidates for download")
+    artifacts = _package_search(job, search, work_dir, stored)
+    report = {"kind": "search", **search.model_dump(mode="json")}
+    return {"report": report, "gate_outcome": search_gate_outcome(search), "artifacts": artifacts}
 
 
 def _delete_stored(names: list[str]) -> None:
@@ -302,25 +390,31 @@ def run_job(self, job_id: int) -> str:
     try:
         shutil.rmtree(work_dir, ignore_errors=True)
         work_dir.mkdir(parents=True)
-        recipe = Recipe.parse(job.recipe)
-        report = run_recipe(
-            recipe,
-            work_dir / "run",
-            on_progress=recorder.on_progress,
-            on_log=recorder.on_log,
-            should_cancel=recorder.should_cancel,
-            quick=settings.INFEROPT_QUICK_BENCHMARK,
-        )
-        recorder.set_stage("packaging", f"packaging {len(report.variants) - 1} variant(s) for download")
-        artifacts = _package_variants(job, report, work_dir, stored)
+        if job.recipe.get("mode") == "search":
+            outcome = _run_search_job(job, recorder, work_dir, stored)
+        else:
+            report = run_recipe(
+                Recipe.parse(job.recipe),
+                work_dir / "run",
+                on_progress=recorder.on_progress,
+                on_log=recorder.on_log,
+                should_cancel=recorder.should_cancel,
+                quick=settings.INFEROPT_QUICK_BENCHMARK,
+            )
+            recorder.set_stage("packaging", f"packaging {len(report.variants) - 1} variant(s) for download")
+            outcome = {
+                "report": report.model_dump(mode="json"),
+                "gate_outcome": report.gate.outcome if report.gate else "",
+                "artifacts": _package_variants(job, report, work_dir, stored),
+            }
         with transaction.atomic():
-            Artifact.objects.bulk_create(artifacts)
+            Artifact.objects.bulk_create(outcome["artifacts"])
             done = recorder.finish(
                 status=Job.Status.SUCCEEDED,
                 stage=_fit("stage", "done"),
                 progress=100,
-                report=report.model_dump(mode="json"),
-                gate_outcome=report.gate.outcome if report.gate else "",
+                report=outcome["report"],
+                gate_outcome=outcome["gate_outcome"],
                 optimization_seconds=time.monotonic() - started,
                 finished_at=timezone.now(),
             )
@@ -331,7 +425,7 @@ def run_job(self, job_id: int) -> str:
             # Audit the outcome with it; reviewers are notified after commit if it awaits review.
             record_gate_outcome(job_id)
         succeeded = True
-        logger.info("job %s succeeded (%s)", job_id, report.gate.outcome if report.gate else "no gate")
+        logger.info("job %s succeeded (%s)", job_id, outcome["gate_outcome"] or "no gate")
         return Job.Status.SUCCEEDED
     except CancelledError:
         recorder.log("cancelled at the user's request")

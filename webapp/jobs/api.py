@@ -16,7 +16,7 @@ from webapp.api import ErrorSerializer, error, request_team
 from webapp.catalog.services import resolve_dataset, resolve_model
 from webapp.jobs.estimates import estimate_recipe
 from webapp.jobs.models import Artifact, Job
-from webapp.jobs.services import cancel_job, submit_job
+from webapp.jobs.services import cancel_job, submit_job, submit_search_job
 from webapp.reviews.services import DEPLOYABLE_STATES, approval_state
 
 
@@ -83,6 +83,17 @@ RECIPE_EXAMPLE = {
 }
 
 
+SEARCH_EXAMPLE = {
+    "mode": "search",
+    "model": "zoo:minilm",
+    "axes": [
+        ["none", {"pass": "onnx_export"}],
+        ["none", {"pass": "ort_quantize_dynamic", "per_channel": True}],
+    ],
+    "budget_s": 900,
+}
+
+
 class JobListView(APIView):
     parser_classes = [JSONParser]
 
@@ -96,11 +107,16 @@ class JobListView(APIView):
         description=(
             "The body is a recipe (the same object as the YAML recipe file). `model` is `zoo:<name>` or "
             "`model:<id>` from GET /api/v1/models; `dataset` (optional) is `dataset:<id>`. Optional top-level "
-            "`name` and `team`."
+            '`name` and `team`. With `"mode": "search"` the body is a search space instead '
+            "(`axes`: lists of options, each `none` or steps; `budget_s`; optional `gate`, `benchmark`, "
+            "`evaluation`): the job tries every combination within the budget and reports all candidates."
         ),
         parameters=[OpenApiParameter("team", str, description="team name (default: your first team)")],
         request=OpenApiTypes.OBJECT,
-        examples=[OpenApiExample("ONNX export + dynamic INT8", value=RECIPE_EXAMPLE, request_only=True)],
+        examples=[
+            OpenApiExample("ONNX export + dynamic INT8", value=RECIPE_EXAMPLE, request_only=True),
+            OpenApiExample("Search", value=SEARCH_EXAMPLE, request_only=True),
+        ],
         responses={201: JobCreatedSerializer, 400: ErrorSerializer},
     )
     def post(self, request):
@@ -121,7 +137,14 @@ class JobListView(APIView):
                 recipe["dataset"] = dataset_value
             if recipe.get("tokenizer") is not None:
                 raise RecipeError("'tokenizer' is not accepted over the API: the model folder's tokenizer is used")
-            job = submit_job(request.user, team, entry, recipe, dataset=dataset, name=name)
+            mode = recipe.get("mode", "recipe")
+            if mode == "search":
+                job = submit_search_job(request.user, team, entry, recipe, dataset=dataset, name=name)
+            elif mode == "recipe":
+                recipe.pop("mode", None)
+                job = submit_job(request.user, team, entry, recipe, dataset=dataset, name=name)
+            else:
+                raise RecipeError(f"unknown mode {mode!r}: use 'recipe' (default) or 'search'")
         except RecipeError as problem:
             return error(str(problem))
         return Response({"id": job.pk, "status": job.status}, status=status.HTTP_201_CREATED)

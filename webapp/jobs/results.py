@@ -65,7 +65,7 @@ class Results:
 
 def build_results(raw: dict[str, Any] | None) -> Results | None:
     """Typed results for the template; None when there is no report or it does not match the schema."""
-    if not raw:
+    if not raw or raw.get("kind") == "search":  # a search job's report: webapp/jobs/search_results.py
         return None
     try:
         report = Report.model_validate(raw)

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import logging
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from optimizers.errors import RecipeError
 from optimizers.passes import get_pass
-from optimizers.recipe import Recipe
+from optimizers.recipe import Recipe, Step
 from webapp.jobs.models import Job
 
 logger = logging.getLogger(__name__)
@@ -72,6 +74,57 @@ def submit_job(user, team, model_entry, recipe_mapping: dict[str, Any], dataset=
         dataset=dataset,
         recipe=recipe.to_raw(),
         queue=queue_for(recipe),
+        celery_task_id=str(uuid.uuid4()),
+    )
+    job_id = job.pk
+    transaction.on_commit(lambda: enqueue_job(job_id))
+    return job
+
+
+def search_space(model_entry, mapping: dict[str, Any], dataset=None):
+    """Validate a ``mode: search`` mapping for ``model_entry`` → (``SearchSpace``, candidates to try).
+
+    ``model``/``dataset``/``task`` are filled in as for ``submit_job``. Raises ``RecipeError``
+    for a bad space, an unknown pass or bad step config, or when no combination can run.
+    """
+    from pydantic import ValidationError
+
+    from optimizers.search import SearchSpace, enumerate_candidates
+
+    raw = {key: value for key, value in mapping.items() if key != "mode"}
+    raw["model"] = model_entry.reference
+    if dataset is not None:
+        raw["dataset"] = dataset.file.path
+    if not raw.get("task"):
+        raw["task"] = model_entry.task
+    try:
+        space = SearchSpace.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']) or 'space'}: {item['msg']}" for item in error.errors()
+        )
+        raise RecipeError(f"invalid search space: {problems}") from None
+    if not space.axes or any(not isinstance(axis, list) or not axis for axis in space.axes):
+        raise RecipeError("'axes' must be a non-empty list of non-empty lists of options (none or steps)")
+    valid, skipped = enumerate_candidates(space, model_entry.format)
+    if not valid:
+        reasons = "; ".join(candidate.reason for candidate in skipped[:3])
+        raise RecipeError(f"no combination of the axes can run on this model{': ' + reasons if reasons else ''}")
+    return space, valid
+
+
+def submit_search_job(user, team, model_entry, mapping: dict[str, Any], dataset=None, name: str = "") -> Job:
+    """Like ``submit_job`` for a search: the job's ``recipe`` is ``{"mode": "search", **SearchSpace}``."""
+    space, valid = search_space(model_entry, mapping, dataset=dataset)
+    steps = [Step.from_raw(step) for candidate in valid for step in candidate]
+    job = Job.objects.create(
+        team=team,
+        submitter=user,
+        name=(name or "").strip()[:200] or f"{model_entry.name}: search ({len(valid)} candidates)"[:200],
+        model=model_entry,
+        dataset=dataset,
+        recipe={"mode": "search", **space.model_dump(mode="json", exclude_none=True)},
+        queue=queue_for(SimpleNamespace(steps=steps)),
         celery_task_id=str(uuid.uuid4()),
     )
     job_id = job.pk

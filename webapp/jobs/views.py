@@ -19,10 +19,11 @@ from webapp.jobs.access import login_or_token_required
 from webapp.jobs.advice import model_advice
 from webapp.jobs.charts import report_figures
 from webapp.jobs.estimates import estimate_recipe
-from webapp.jobs.forms import NewJobForm
+from webapp.jobs.forms import NewJobForm, SearchJobForm
 from webapp.jobs.models import Artifact, Job
 from webapp.jobs.results import build_results
-from webapp.jobs.services import cancel_job, submit_job
+from webapp.jobs.search_results import build_search_results
+from webapp.jobs.services import cancel_job, submit_job, submit_search_job
 from webapp.reviews.downloads import check_download, record_download
 
 LOG_TAIL_CHARS = 20_000
@@ -87,9 +88,11 @@ def job_new(request):
 def job_detail(request, pk: int):
     job = _visible_job(request, pk)
     results = build_results(job.report)
+    search = build_search_results(job.report)
     context = {
         **_status_context(job),
         "results": results,
+        "search": search,
         "figures": report_figures(results.report) if results and results.report.variants else None,
         "artifacts": job.artifacts.all(),
         "recipe_json": json.dumps(job.recipe, indent=2),
@@ -156,3 +159,25 @@ def artifact_download(request, pk: int, artifact_id: int):
     response = FileResponse(handle, as_attachment=True, filename=filename, content_type="application/zip")
     response["X-InferOpt-Download-Purpose"] = purpose
     return _attachment_headers(response)
+
+
+@login_required
+def job_new_search(request):
+    """The new-job page's "Search" tab: axes of techniques and a time budget (``mode: search``)."""
+    ensure_demo_models()
+    initial = {}
+    if request.method == "GET" and (model_id := request.GET.get("model", "")).isdigit():
+        initial["model"] = int(model_id)
+    form = SearchJobForm(request.POST or None, user=request.user, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            job = submit_search_job(request.user, data["team"], data["model"], form.search_mapping(), name=data["name"])
+        except RecipeError as error:
+            form.add_error(None, str(error))
+        else:
+            messages.success(request, f"Search job #{job.pk} queued.")
+            return redirect("jobs:detail", pk=job.pk)
+    no_team = not form.fields["team"].queryset.exists()
+    status = 400 if request.method == "POST" else 200
+    return render(request, "jobs/job_new_search.html", {"form": form, "no_team": no_team}, status=status)
