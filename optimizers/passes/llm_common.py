@@ -392,7 +392,7 @@ def calibration_windows(
     stream: list[int] = []
     used = 0
     for text in texts:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
         if not ids:
             continue
         stream.extend(ids)

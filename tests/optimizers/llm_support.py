@@ -27,11 +27,11 @@ def tiny_causal_lm(folder: Path) -> ModelArtifact:
         return resolve_model("zoo:tiny-lm")
     except RecipeError:
         pass
-    _build_random_llama(folder)
+    build_random_llama(folder)
     return ModelArtifact.from_folder(folder, name="baseline", format="hf", task="causal-lm", write_metadata=False)
 
 
-def _build_random_llama(folder: Path) -> None:
+def build_random_llama(folder: Path) -> None:
     from pydoc_data.topics import topics
 
     import sentencepiece as spm

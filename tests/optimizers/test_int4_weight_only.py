@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from optimizers.errors import PreflightError, RecipeError
 from optimizers.passes import get_pass
@@ -13,6 +14,8 @@ from tests.optimizers.conftest import run_pass
 from tests.optimizers.llm_support import QualityJudge, eval_windows, tiny_causal_lm
 
 PERPLEXITY_BOUND = 1.5
+#: The CPU configuration (IntxWeightOnlyConfig, FP32); tests/gpu covers the CUDA one.
+cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="CPU path; tests/gpu checks the CUDA layout")
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +33,9 @@ def int4(tiny_lm, tmp_path_factory):
     return run_pass("int4_weight_only", tiny_lm, tmp_path_factory.mktemp("int4") / "out")
 
 
+@cpu_only
 @pytest.mark.slow
 def test_int4_artifact_reloads_with_int4_torchao_weights_and_full_precision_lm_head(int4):
-    import torch
     from transformers import AutoModelForCausalLM
 
     config = json.loads((int4.folder / "config.json").read_text())["quantization_config"]
@@ -49,6 +52,7 @@ def test_int4_artifact_reloads_with_int4_torchao_weights_and_full_precision_lm_h
     assert meta["quantized_layers"] > 0 and meta["requires_cuda"] is torch.cuda.is_available()
 
 
+@cpu_only
 @pytest.mark.slow
 def test_int4_keeps_perplexity_close_and_finite(int4, quality):
     metrics = quality(int4)
@@ -56,6 +60,7 @@ def test_int4_keeps_perplexity_close_and_finite(int4, quality):
     assert metrics["perplexity"] < quality.baseline["perplexity"] * PERPLEXITY_BOUND
 
 
+@cpu_only
 @pytest.mark.slow
 def test_int4_is_further_from_the_baseline_than_8_bit_weights(tiny_lm, int4, quality, tmp_path):
     eight = run_pass("gptq", tiny_lm, tmp_path / "w8", scheme="W8A16", num_calibration_samples=8, max_seq_length=64)
