@@ -65,6 +65,7 @@ def submit_job(user, team, model_entry, recipe_mapping: dict[str, Any], dataset=
         raw["dataset"] = dataset.file.path
     if not raw.get("task"):
         raw["task"] = model_entry.task
+    raw["steps"] = resolve_calibration_datasets(user, raw.get("steps"))
     recipe = Recipe.parse(raw, input_format=model_entry.format)
     job = Job.objects.create(
         team=team,
@@ -117,6 +118,9 @@ def submit_search_job(user, team, model_entry, mapping: dict[str, Any], dataset=
     """Like ``submit_job`` for a search: the job's ``recipe`` is ``{"mode": "search", **SearchSpace}``."""
     space, valid = search_space(model_entry, mapping, dataset=dataset)
     steps = [Step.from_raw(step) for candidate in valid for step in candidate]
+    for step in steps:
+        if _calibration_value(step.config) is not None:
+            raise RecipeError("a search uses the built-in calibration text: leave calibration_dataset empty")
     job = Job.objects.create(
         team=team,
         submitter=user,
@@ -130,6 +134,34 @@ def submit_search_job(user, team, model_entry, mapping: dict[str, Any], dataset=
     job_id = job.pk
     transaction.on_commit(lambda: enqueue_job(job_id))
     return job
+
+
+def resolve_calibration_datasets(user, steps: Any) -> Any:
+    """Steps whose ``calibration_dataset`` is ``dataset:<id>`` get that upload's file path.
+
+    A ``zoo:`` name passes through; any other value (a path) is refused: a pass config
+    must not make the worker read an arbitrary file.
+    """
+    if not isinstance(steps, list):
+        return steps
+    from webapp.catalog.services import resolve_dataset
+
+    resolved = []
+    for step in steps:
+        value = _calibration_value(step)
+        if isinstance(value, str) and value.startswith("dataset:"):
+            _, path = resolve_dataset(user, value)
+            step = {**step, "calibration_dataset": path}
+        elif value is not None and not (isinstance(value, str) and value.startswith("zoo:")):
+            raise RecipeError(
+                "calibration_dataset must be 'dataset:<id>' (an uploaded JSONL dataset) or empty for the built-in text"
+            )
+        resolved.append(step)
+    return resolved
+
+
+def _calibration_value(step: Any) -> Any:
+    return step.get("calibration_dataset") or None if isinstance(step, dict) else None
 
 
 def enqueue_job(job_id: int) -> bool:
