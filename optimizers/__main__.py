@@ -1,4 +1,4 @@
-"""Command line: ``python -m optimizers run RECIPE.yaml --out DIR`` and ``python -m optimizers passes``."""
+"""Command line: ``python -m optimizers run RECIPE.yaml --out DIR``, ``passes``, ``search`` and ``zoo build``."""
 
 from __future__ import annotations
 
@@ -23,7 +23,21 @@ def main(argv: list[str] | None = None) -> int:
     search.add_argument("space", type=Path, help="search space YAML (model, axes, budget_s)")
     search.add_argument("--out", type=Path, required=True, help="output folder (candidates and search.json)")
     search.add_argument("--quick", action="store_true", help="short benchmark (smoke tests; numbers are rough)")
+    zoo = commands.add_parser("zoo", help="build the demo models trained here (zoo:tiny-lm, zoo:tiny-lm-draft)")
+    zoo.add_argument("action", choices=["build"], help="train the models if they are not cached yet")
+    zoo.add_argument("keys", nargs="*", default=["tiny-lm", "tiny-lm-draft"], help="which models (default: both)")
     args = parser.parse_args(argv)
+
+    if args.command == "zoo":
+        from optimizers.zoo import zoo_model_folder
+
+        for key in args.keys:
+            folder, _ = zoo_model_folder(
+                f"zoo:{key}",
+                progress=lambda fraction, message: print(f"[{fraction * 100:5.1f}%] {message}", flush=True),
+            )
+            print(f"zoo:{key}: {folder}")
+        return 0
 
     if args.command == "search":
         return _search(args)

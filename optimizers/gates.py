@@ -34,7 +34,26 @@ DEFAULT_RULES: dict[str, list[GateRule]] = {
 }
 
 
-def default_rules(task: str) -> list[GateRule]:
+#: Causal LMs: largest relative perplexity increase accepted by default, by the candidate's
+#: nominal weight bits (llama.cpp's own quality table: 8-bit is near-lossless, 4-bit costs a few percent).
+PERPLEXITY_INCREASE_8BIT = 0.01
+PERPLEXITY_INCREASE_4BIT = 0.05
+
+
+def default_rules(task: str, metadata: dict | None = None) -> list[GateRule]:
+    """The rules used when a recipe sets no ``gate``.
+
+    ``causal-lm``: perplexity relative increase ≤ 1% when the candidate's
+    ``metadata["weight_bits"]`` is 8 or more (or unknown), ≤ 5% below 8 bits.
+    Passes that lower precision record ``weight_bits`` in their artifact's
+    metadata (``gguf_quantize``: Q8_0 → 8, Q4_K_M → 4). KL divergence and
+    top-1 agreement have no threshold: they are shown, and any loss in them
+    still makes the outcome ``needs_approval``.
+    """
+    if task == "causal-lm":
+        bits = (metadata or {}).get("weight_bits")
+        limit = PERPLEXITY_INCREASE_4BIT if isinstance(bits, int | float) and bits < 8 else PERPLEXITY_INCREASE_8BIT
+        return [GateRule(metric="perplexity", kind="relative_drop", threshold=limit)]
     return [rule.model_copy() for rule in DEFAULT_RULES.get(task, [])]
 
 

@@ -126,7 +126,7 @@ def run_recipe(
 
     reporter.check_cancelled()
     phase = time.perf_counter()
-    metrics = _evaluate(recipe, variants, reporter)
+    metrics, generations = _evaluate(recipe, variants, reporter)
     timings["evaluation_s"] = time.perf_counter() - phase
 
     phase = time.perf_counter()
@@ -136,14 +136,18 @@ def run_recipe(
         reporter.check_cancelled()
         percent = _STEPS_SHARE + _EVAL_SHARE + _BENCH_SHARE * number / len(variants)
         reporter.progress("benchmark", percent, f"timing {artifact.name} in its own process")
-        from optimizers.benchmark.isolated import benchmark_isolated
+        from optimizers.benchmark.isolated import measure_isolated
 
-        stats, info = benchmark_isolated(artifact, settings)
-        reports.append(_variant_report(artifact, variant_metrics, stats, info))
+        measured = measure_isolated(artifact, settings)
+        report_row = _variant_report(artifact, variant_metrics, measured.stats, measured.info)
+        report_row.generation = measured.generation
+        report_row.generations = generations[number]
+        reports.append(report_row)
     timings["benchmark_s"] = time.perf_counter() - phase
 
-    rules = recipe.gate if recipe.gate is not None else default_rules(baseline.task)
-    for variant in reports[1:]:
+    for artifact, variant in zip(variants[1:], reports[1:], strict=True):
+        # Default rules may depend on the variant's precision (causal LMs: 8-bit vs 4-bit perplexity bound).
+        rules = recipe.gate if recipe.gate is not None else default_rules(baseline.task, artifact.metadata)
         variant.gate = evaluate_gate(rules, reports[0], variant)
     gate = reports[-1].gate if len(reports) > 1 else None
     timings["total_s"] = time.perf_counter() - started
@@ -216,7 +220,10 @@ def _to_cache(cache_dir: Path, key: str, artifact: ModelArtifact) -> None:
     staging.rename(entry)  # atomic publish: a reader sees all of it or none
 
 
-def _evaluate(recipe: Recipe, variants: list[ModelArtifact], reporter: _Reporter) -> list[dict[str, float]]:
+def _evaluate(
+    recipe: Recipe, variants: list[ModelArtifact], reporter: _Reporter
+) -> tuple[list[dict[str, float]], list[dict[str, str]]]:
+    """Metrics of every variant, and its generations where the evaluator makes some (causal LMs)."""
     evaluator = evaluator_for(
         variants[0].task,
         dataset=recipe.dataset,
@@ -225,12 +232,14 @@ def _evaluate(recipe: Recipe, variants: list[ModelArtifact], reporter: _Reporter
     )
     reporter.log(f"evaluating on {evaluator.describe()}")
     results: list[dict[str, float]] = []
+    generations: list[dict[str, str]] = []
     for number, artifact in enumerate(variants):
         reporter.check_cancelled()
         percent = _STEPS_SHARE + _EVAL_SHARE * number / len(variants)
         reporter.progress("evaluate", percent, f"evaluating {artifact.name}")
         results.append(evaluator.evaluate(artifact))
-    return results
+        generations.append(dict(getattr(evaluator, "last_generations", None) or {}))
+    return results, generations
 
 
 def _variant_report(artifact: ModelArtifact, metrics: dict[str, float], stats, info) -> VariantReport:

@@ -40,6 +40,27 @@ class LatencyStats(BaseModel):
     postprocess_p50_ms: float
 
 
+class GenerationStats(BaseModel):
+    """LLM generation speed of one variant at batch 1 (medians over ``rounds``).
+
+    Prefill: the prompt (``prompt_tokens``) in one call; decode: exactly
+    ``new_tokens`` greedy tokens after it (end-of-sequence ignored, so every
+    variant decodes the same length). ``ttft_ms``: from the start of prefill to
+    the first generated token; ``itl_*``: inter-token latency of decode steps.
+    """
+
+    prompt_tokens: int
+    new_tokens: int
+    rounds: int
+    prefill_tokens_per_s: float
+    decode_tokens_per_s: float
+    ttft_ms: float
+    itl_p50_ms: float
+    itl_p95_ms: float
+    stable: bool = True
+    round_spread: float = 0.0
+
+
 class BenchmarkInfo(BaseModel):
     """Where and how a variant was timed."""
 
@@ -78,6 +99,10 @@ class VariantReport(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     benchmark: dict[str, LatencyStats] = Field(default_factory=dict)
     benchmark_info: BenchmarkInfo | None = None
+    #: Causal LMs: prefill/decode speed (``benchmark`` then holds prefill latency at batch 1).
+    generation: GenerationStats | None = None
+    #: Causal LMs: greedy continuation of each fixed evaluation prompt (prompt → text).
+    generations: dict[str, str] = Field(default_factory=dict)
     gate: GateReport | None = None
 
 

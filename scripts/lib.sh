@@ -5,6 +5,7 @@
 INFEROPT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${INFEROPT_VENV:-$INFEROPT_ROOT/.venv}"
 LOCAL_DIR="$INFEROPT_ROOT/.local"
+LLAMA_CPP_CMAKE_ARGS='-DGGML_NATIVE=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF "-DCMAKE_C_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" "-DCMAKE_CXX_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"'
 
 log() { printf '==> %s\n' "$*" >&2 || true; }
 die() {
@@ -74,6 +75,10 @@ ensure_venv() {
     [ "$kind" = runtime ] && stamp_matches "$VENV/.inferopt-runtime.sha256" "$runtime_hash" && return 0
   fi
   local top="${files[${#files[@]} - 1]}"
+  # llama-cpp-python compiles llama.cpp for this CPU (-march=native) but without AMX: some VMs
+  # advertise AMX in cpuid yet fault on its instructions (SIGILL in quantized matmuls, measured
+  # here). pip caches the built wheel, so only a machine's first build compiles; CMAKE_ARGS overrides.
+  export CMAKE_ARGS="${CMAKE_ARGS:-$LLAMA_CPP_CMAKE_ARGS}"
   log "installing $top into $VENV (requirements changed since the last install)"
   (cd "$INFEROPT_ROOT" && "$VENV/bin/python" -m pip install --disable-pip-version-check -q \
     -c constraints.txt -r "$top")
@@ -83,6 +88,14 @@ ensure_venv() {
   else
     rm -f "$VENV/.inferopt-dev.sha256"
   fi
+}
+
+# ensure_llama_cpp_tools: llama.cpp's HF → GGUF converter for the installed llama-cpp-python,
+# unpacked from its sdist into ~/.cache/inferopt/llama.cpp/<version>/ (a no-op once there).
+# Not fatal: without it only the gguf_convert pass is unavailable (its preflight says how to fix it).
+ensure_llama_cpp_tools() {
+  bash "$INFEROPT_ROOT/scripts/llama_cpp_tools.sh" ||
+    log "warning: could not fetch llama.cpp's converter; gguf_convert will refuse to run until \`bash scripts/llama_cpp_tools.sh\` succeeds"
 }
 
 ensure_redis_binary() {

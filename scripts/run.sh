@@ -28,6 +28,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 ensure_venv runtime
+ensure_llama_cpp_tools
 export PATH="$VENV/bin:$PATH"
 mkdir -p "$LOCAL_DIR"
 port_is_free "$PORT" || die "port $PORT on 127.0.0.1 is in use: stop what serves it or set PORT"

@@ -8,6 +8,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$INFEROPT_ROOT"
 
 ensure_venv dev
+ensure_llama_cpp_tools
 export PATH="$VENV/bin:$PATH"
 ensure_redis_binary
 ensure_chromium

@@ -10,5 +10,6 @@ cd "$INFEROPT_ROOT"
 kind="$1"
 shift
 ensure_venv "$kind"
+ensure_llama_cpp_tools
 export PATH="$VENV/bin:$PATH"
 exec "$@"

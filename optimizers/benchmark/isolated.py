@@ -1,6 +1,7 @@
 """Time one variant in a fresh Python process and read its result back.
 
-``benchmark_isolated`` is what the pipeline calls; ``main`` is the child's
+``measure_isolated`` is what the pipeline calls (``benchmark_isolated`` is the
+same without LLM generation stats); ``main`` is the child's
 entry point (``python -m optimizers.benchmark.isolated IN.json OUT.json``).
 """
 
@@ -12,11 +13,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 from optimizers.artifacts import ModelArtifact
 from optimizers.errors import PassError
 from optimizers.recipe import BenchmarkSettings
-from optimizers.report import BenchmarkInfo, LatencyStats
+from optimizers.report import BenchmarkInfo, GenerationStats, LatencyStats
 
 
 def _run_child(kind: str, payload: dict, *, label: str, timeout_s: float) -> dict:
@@ -37,14 +39,29 @@ def _run_child(kind: str, payload: dict, *, label: str, timeout_s: float) -> dic
         return json.loads(result.read_text())
 
 
-def benchmark_isolated(
-    artifact: ModelArtifact, settings: BenchmarkSettings, *, timeout_s: float = 3600.0
-) -> tuple[dict[str, LatencyStats], BenchmarkInfo]:
-    """Run ``measure_variant`` for ``artifact`` in a child process; ``PassError`` if it fails."""
+class Measurement(NamedTuple):
+    """What one isolated benchmark gives: per-batch latency, where it ran, and LLM generation speed."""
+
+    stats: dict[str, LatencyStats]
+    info: BenchmarkInfo
+    generation: GenerationStats | None = None
+
+
+def measure_isolated(artifact: ModelArtifact, settings: BenchmarkSettings, *, timeout_s: float = 3600.0) -> Measurement:
+    """Run ``measure`` for ``artifact`` in a child process; ``PassError`` if it fails."""
     payload = {"artifact": artifact.model_dump(), "settings": settings.model_dump()}
     data = _run_child("benchmark", payload, label=artifact.name, timeout_s=timeout_s)
     stats = {key: LatencyStats.model_validate(value) for key, value in data["stats"].items()}
-    return stats, BenchmarkInfo.model_validate(data["info"])
+    generation = GenerationStats.model_validate(data["generation"]) if data.get("generation") else None
+    return Measurement(stats, BenchmarkInfo.model_validate(data["info"]), generation)
+
+
+def benchmark_isolated(
+    artifact: ModelArtifact, settings: BenchmarkSettings, *, timeout_s: float = 3600.0
+) -> tuple[dict[str, LatencyStats], BenchmarkInfo]:
+    """``measure_isolated`` without the generation stats: (per-batch latency, info)."""
+    measured = measure_isolated(artifact, settings, timeout_s=timeout_s)
+    return measured.stats, measured.info
 
 
 def profile_isolated(artifact: ModelArtifact, *, batch_size: int, seq_len: int, timeout_s: float = 1800.0):
@@ -55,15 +72,25 @@ def profile_isolated(artifact: ModelArtifact, *, batch_size: int, seq_len: int, 
     return Profile.model_validate(_run_child("profile", payload, label=artifact.name, timeout_s=timeout_s))
 
 
-def measure_variant(
-    artifact: ModelArtifact, settings: BenchmarkSettings
-) -> tuple[dict[str, LatencyStats], BenchmarkInfo]:
+def measure(artifact: ModelArtifact, settings: BenchmarkSettings) -> Measurement:
     """Time ``artifact`` in this process with the benchmark for its task."""
     if artifact.task == "feature-extraction":
         from optimizers.benchmark.encoder import measure_encoder
 
-        return measure_encoder(artifact, settings)
+        return Measurement(*measure_encoder(artifact, settings))
+    if artifact.task == "causal-lm":
+        from optimizers.benchmark.generation import measure_generation
+
+        return Measurement(*measure_generation(artifact, settings))
     raise PassError(f"benchmarks for task {artifact.task} are not available yet")
+
+
+def measure_variant(
+    artifact: ModelArtifact, settings: BenchmarkSettings
+) -> tuple[dict[str, LatencyStats], BenchmarkInfo]:
+    """``measure`` without the generation stats."""
+    measured = measure(artifact, settings)
+    return measured.stats, measured.info
 
 
 def main(argv: list[str]) -> int:
@@ -76,10 +103,11 @@ def main(argv: list[str]) -> int:
         profile = profile_artifact(artifact, batch_size=request["batch_size"], seq_len=request["seq_len"])
         result_path.write_text(profile.model_dump_json())
         return 0
-    stats, info = measure_variant(artifact, BenchmarkSettings.model_validate(request["settings"]))
-    result_path.write_text(
-        json.dumps({"stats": {k: v.model_dump() for k, v in stats.items()}, "info": info.model_dump()})
-    )
+    stats, info, generation = measure(artifact, BenchmarkSettings.model_validate(request["settings"]))
+    result = {"stats": {k: v.model_dump() for k, v in stats.items()}, "info": info.model_dump()}
+    if generation is not None:
+        result["generation"] = generation.model_dump()
+    result_path.write_text(json.dumps(result))
     return 0
 
 

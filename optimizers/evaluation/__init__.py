@@ -2,6 +2,8 @@
 
 An evaluator is built once per run (``evaluator_for(task, ...)``) and called
 with each variant in order, baseline first: ``evaluate(artifact) -> metrics``.
+An evaluator may also expose ``last_generations`` (prompt → text of the variant
+just evaluated; causal LMs), which the pipeline copies into the report.
 Adding a task means adding an evaluator class to ``_EVALUATORS``.
 """
 
@@ -26,7 +28,13 @@ def _feature_extraction(dataset: str | None, max_samples: int, batch_size: int) 
     return FeatureExtractionEvaluator(dataset, max_samples, batch_size)
 
 
-_EVALUATORS = {"feature-extraction": _feature_extraction}
+def _causal_lm(dataset: str | None, max_samples: int, batch_size: int) -> Evaluator:
+    from optimizers.evaluation.causal_lm import CausalLMEvaluator
+
+    return CausalLMEvaluator(dataset, max_samples, batch_size)
+
+
+_EVALUATORS = {"feature-extraction": _feature_extraction, "causal-lm": _causal_lm}
 
 
 def supported_tasks() -> tuple[str, ...]:

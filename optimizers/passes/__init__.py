@@ -39,6 +39,8 @@ def all_passes() -> list[type[Pass]]:
 def _load_builtin_passes() -> None:
     # Imported lazily so that importing the registry stays cheap (no torch).
     from optimizers.passes import (  # noqa: F401
+        gguf_convert,
+        gguf_quantize,
         int4_weight_only,
         llm_compressor,
         onnx_export,

@@ -48,10 +48,10 @@ class TorchQuantizeDynamic(Pass):
 
     def run(self, artifact: ModelArtifact, config: TorchQuantizeDynamicConfig, ctx: PassContext) -> ModelArtifact:
         import torch
-        from transformers import AutoModel
 
         torch.backends.quantized.engine = config.engine
-        model = AutoModel.from_pretrained(artifact.folder, trust_remote_code=False, local_files_only=True).eval()
+        auto_class = _auto_class(_architectures(artifact.folder))
+        model = auto_class.from_pretrained(artifact.folder, trust_remote_code=False, local_files_only=True).eval()
         ctx.progress(0.3, "quantizing Linear layers to INT8")
         quantized = _quantize(model, per_channel=config.per_channel)
         out = ctx.work_dir
@@ -71,6 +71,20 @@ class TorchQuantizeDynamic(Pass):
             config=config.model_dump(),
             metadata={"weights": QUANTIZED_MARKER, "quantized_layers": count, "precision": "int8-dynamic"},
         )
+
+
+def _architectures(folder: Path) -> list[str]:
+    try:
+        return list(json.loads((Path(folder) / "config.json").read_text()).get("architectures") or [])
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def _auto_class(architectures: list[str]):
+    """``AutoModelForCausalLM`` for causal LMs (their ``lm_head`` must be kept), ``AutoModel`` otherwise."""
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    return AutoModelForCausalLM if any(str(name).endswith("ForCausalLM") for name in architectures) else AutoModel
 
 
 def _quantize(model, *, per_channel: bool):
@@ -128,13 +142,13 @@ def load_dynamic_int8(folder: Path):
     """Rebuild a module saved by ``save_dynamic_int8`` (eval mode, INT8 Linear layers)."""
     import torch
     from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoConfig
 
     folder = Path(folder)
     layout = json.loads((folder / LAYOUT_FILE).read_text())
     torch.backends.quantized.engine = layout.get("engine", "x86")
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False, local_files_only=True)
-    model = AutoModel.from_config(config).eval()
+    model = _auto_class(config.architectures or []).from_config(config).eval()
     missing, _ = model.load_state_dict(load_file(str(folder / FLOAT_FILE)), strict=False)
     model = _quantize(model, per_channel=True)
     stored = load_file(str(folder / QUANTIZED_FILE))
