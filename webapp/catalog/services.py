@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import shutil
 import tempfile
 import uuid
@@ -14,20 +13,50 @@ from django.db import transaction
 from optimizers.errors import RecipeError
 from optimizers.hashing import sha256_file, sha256_path, size_bytes
 from optimizers.uploads import extract_model_zip, validate_jsonl_dataset
-from optimizers.zoo import ZOO_MODELS, ZOO_PREFIX, zoo_model_folder
+from optimizers.zoo import BUILT_MODELS, ZOO_MODELS, ZOO_PREFIX, zoo_model_folder
 from webapp.catalog.models import Dataset, ModelEntry
 
 #: Built-in entries every user sees: (name, reference).
-DEMO_MODELS = [("MiniLM-L6 (demo)", "zoo:minilm")]
+DEMO_MODELS = [
+    ("MiniLM-L6 (demo)", "zoo:minilm"),
+    ("Tiny LM (demo, Llama)", "zoo:tiny-lm"),
+    ("Tiny LM draft (demo)", "zoo:tiny-lm-draft"),
+]
+
+_fingerprints: dict[str, tuple[str, int]] = {}
 
 
-@functools.cache
 def _zoo_fingerprint(reference: str) -> tuple[str, int]:
+    """(sha256, size) of a demo model's folder; ("", 0) while a trained demo model is not built yet.
+
+    Never trains a model (web requests call this): ``setup_demo`` builds them.
+    """
+    if reference in _fingerprints:
+        return _fingerprints[reference]
     try:
-        folder, _ = zoo_model_folder(reference)
+        folder, _ = zoo_model_folder(reference, build=False)
     except RecipeError:
         return "", 0
-    return sha256_path(folder), size_bytes(folder)
+    _fingerprints[reference] = (sha256_path(folder), size_bytes(folder))
+    return _fingerprints[reference]
+
+
+def build_demo_models(progress=None) -> list[str]:
+    """Train the demo models that are built locally (``zoo:tiny-lm``, ``zoo:tiny-lm-draft``) if missing.
+
+    Cached on disk: a no-op once built. ``progress(reference, fraction, message)``
+    follows each build. Returns the references that are ready.
+    """
+    ready = []
+    for key in BUILT_MODELS:
+        reference = ZOO_PREFIX + key
+        zoo_model_folder(
+            reference,
+            build=True,
+            progress=(lambda fraction, message, ref=reference: progress(ref, fraction, message)) if progress else None,
+        )
+        ready.append(reference)
+    return ready
 
 
 def ensure_demo_models() -> list[ModelEntry]:

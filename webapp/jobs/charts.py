@@ -141,9 +141,87 @@ def profile_figure(profile: dict[str, Any]) -> dict[str, Any]:
     return _figure_json(figure)
 
 
+#: Quality metric plotted against size, by preference (the first one the report has).
+QUALITY_AXES = (("perplexity", "perplexity (lower is better)"), ("cosine", "cosine to baseline"))
+
+
+def generation_figure(report: Report | dict[str, Any]) -> dict[str, Any]:
+    """Causal LMs: decode tokens/s (bars, left axis) and size in MiB (markers, right axis) per variant."""
+    report = _as_report(report)
+    measured = [variant for variant in report.variants if variant.generation is not None]
+    names = [variant.name for variant in measured]
+    figure = make_subplots(specs=[[{"secondary_y": True}]])
+    figure.add_trace(
+        go.Bar(
+            x=names,
+            y=[variant.generation.decode_tokens_per_s for variant in measured],
+            text=[f"{variant.generation.decode_tokens_per_s:.0f}" for variant in measured],
+            textposition="auto",
+            name="decode tokens/s",
+            marker_color="#3559e0",
+        ),
+        secondary_y=False,
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=names,
+            y=[variant.size_bytes / MIB for variant in measured],
+            mode="markers+lines",
+            name="size (MiB)",
+            marker={"size": 10, "color": "#f29e4c"},
+        ),
+        secondary_y=True,
+    )
+    prompt = measured[0].generation.prompt_tokens if measured else 0
+    new = measured[0].generation.new_tokens if measured else 0
+    title = f"Decode speed and size (batch 1, {new} new tokens after a {prompt}-token prompt)"
+    figure.update_layout(**_LAYOUT, title={"text": title})
+    figure.update_yaxes(title_text="decode tokens per second", secondary_y=False)
+    figure.update_yaxes(title_text="MiB", secondary_y=True, rangemode="tozero")
+    return _figure_json(figure)
+
+
+def quality_size_figure(report: Report | dict[str, Any]) -> dict[str, Any]:
+    """Scatter: each variant's size (MiB) against its main quality metric (perplexity for LLMs)."""
+    report = _as_report(report)
+    metric, label = next(
+        ((name, text) for name, text in QUALITY_AXES if any(name in v.metrics for v in report.variants)),
+        QUALITY_AXES[0],
+    )
+    points = [variant for variant in report.variants if metric in variant.metrics]
+    figure = go.Figure(
+        data=[
+            go.Scatter(
+                x=[variant.size_bytes / MIB for variant in points],
+                y=[variant.metrics[metric] for variant in points],
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [
+                        v.metrics.get(f"{metric}_ci_high", v.metrics[metric]) - v.metrics[metric] for v in points
+                    ],
+                    "arrayminus": [
+                        v.metrics[metric] - v.metrics.get(f"{metric}_ci_low", v.metrics[metric]) for v in points
+                    ],
+                },
+                mode="markers+text",
+                text=[variant.name for variant in points],
+                textposition="top center",
+                marker={"size": 12},
+                name=metric,
+            )
+        ],
+        layout={**_LAYOUT, "title": {"text": "Quality vs size (95% CI)"}, "showlegend": False},
+    )
+    figure.update_xaxes(title_text="size (MiB)", rangemode="tozero")
+    figure.update_yaxes(title_text=label)
+    return _figure_json(figure)
+
+
 def report_figures(report: Report | dict[str, Any]) -> dict[str, dict[str, Any]]:
     """All result charts keyed by their element id (``chart-latency``, ``chart-throughput``,
-    ``chart-size``, and ``chart-profile`` when the baseline was profiled)."""
+    ``chart-size``, ``chart-profile`` when the baseline was profiled, and for causal LMs
+    ``chart-generation`` (decode tokens/s and size) and ``chart-quality-size``)."""
     report = _as_report(report)
     figures = {
         "chart-latency": latency_figure(report),
@@ -152,4 +230,7 @@ def report_figures(report: Report | dict[str, Any]) -> dict[str, dict[str, Any]]
     }
     if report.profile:
         figures["chart-profile"] = profile_figure(report.profile)
+    if any(variant.generation is not None for variant in report.variants):
+        figures["chart-generation"] = generation_figure(report)
+        figures["chart-quality-size"] = quality_size_figure(report)
     return figures

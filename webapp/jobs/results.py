@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from optimizers.report import LatencyStats, Report, RuleOutcome
+from optimizers.report import GenerationStats, LatencyStats, Report, RuleOutcome
 
 
 @dataclass
@@ -52,6 +52,16 @@ class VariantRow:
     benchmark: list[LatencyStats] = field(default_factory=list)
     is_baseline: bool = False
     is_final: bool = False
+    generation: GenerationStats | None = None
+    peak_rss_mb: float | None = None
+
+
+@dataclass
+class GenerationRow:
+    """One fixed prompt and each variant's greedy continuation of it (causal LMs)."""
+
+    prompt: str
+    outputs: list[tuple[str, str]]  # (variant name, generated text), baseline first
 
 
 @dataclass
@@ -61,6 +71,11 @@ class Results:
     reasons: list[str]
     gate_rows: list[GateRow]
     variants: list[VariantRow]
+    generations: list[GenerationRow] = field(default_factory=list)
+
+    @property
+    def has_generation(self) -> bool:
+        return any(variant.generation is not None for variant in self.variants)
 
 
 def build_results(raw: dict[str, Any] | None) -> Results | None:
@@ -84,8 +99,15 @@ def build_results(raw: dict[str, Any] | None) -> Results | None:
             benchmark=[variant.benchmark[key] for key in sorted(variant.benchmark, key=int)],
             is_baseline=index == 0,
             is_final=index == last and index > 0,
+            generation=variant.generation,
+            peak_rss_mb=variant.benchmark_info.peak_rss_mb if variant.benchmark_info else None,
         )
         for index, variant in enumerate(report.variants)
+    ]
+    prompts = [prompt for prompt in (report.variants[0].generations if report.variants else {})]
+    generations = [
+        GenerationRow(prompt, [(variant.name, variant.generations.get(prompt, "")) for variant in report.variants])
+        for prompt in prompts
     ]
     return Results(
         report=report,
@@ -93,4 +115,5 @@ def build_results(raw: dict[str, Any] | None) -> Results | None:
         reasons=gate.reasons if gate else [],
         gate_rows=[GateRow(rule) for rule in gate.rules] if gate else [],
         variants=variants,
+        generations=generations,
     )
