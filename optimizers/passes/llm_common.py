@@ -341,25 +341,10 @@ def load_calibration_texts(reference: str | None) -> tuple[str, list[str]]:
 
 
 def builtin_texts(split: str) -> list[str]:
-    """Texts of one split of the tiny-LM corpus (the causal-lm evaluator uses ``eval``).
+    """Documents of one split of the tiny-LM corpus (the causal-lm evaluator scores ``eval``)."""
+    from optimizers.zoo.tiny_lm import corpus_splits
 
-    Interim: paragraphs of ``pydoc_data.topics`` assigned to splits by content hash with the
-    rule of ``evaluation.datasets`` (disjoint by construction), until the tiny-LM corpus
-    module publishes its own splits.
-    """
-    import hashlib
-    import re
-    from pydoc_data.topics import topics
-
-    from optimizers.evaluation.datasets import _split_of
-
-    texts: dict[str, str] = {}
-    for key in sorted(topics):
-        for block in re.split(r"\n\s*\n", topics[key]):
-            text = " ".join(block.split())
-            if len(text) >= 40:
-                texts.setdefault(hashlib.sha256(text.encode()).hexdigest(), text)
-    return [text for digest, text in sorted(texts.items()) if _split_of(digest) == split]
+    return corpus_splits()[split]
 
 
 def _file_texts(path: Path) -> tuple[str, list[str]]:

@@ -1,10 +1,10 @@
 """Helpers for the LLM quantization pass tests: the tiny causal LM and its quality metrics.
 
-``tiny_causal_lm`` is ``zoo:tiny-lm`` when the zoo has it; until then a small random
-``LlamaForCausalLM`` (hidden 256, 2 layers, vocab 512) with a SentencePiece tokenizer
-trained here on ``pydoc_data.topics``. ``lm_quality`` scores a candidate against the
-baseline on held-out windows: perplexity, KL(baseline ‖ candidate) per token and
-top-1 agreement.
+``tiny_causal_lm`` is ``zoo:tiny-lm`` (trained on first use, cached). ``QualityJudge``
+scores candidates with the product's causal-lm evaluator (perplexity, KL divergence
+against the baseline, top-1 agreement on the held-out split). ``build_random_llama``,
+``eval_windows``, ``logits_of`` and ``lm_quality`` serve the GPU check, which must not
+train the zoo model on the GPU machine.
 """
 
 from __future__ import annotations
@@ -15,20 +15,14 @@ import math
 from pathlib import Path
 
 from optimizers.artifacts import ModelArtifact
-from optimizers.errors import RecipeError
 from optimizers.resolve import resolve_model
 
 EVAL_WINDOWS = 12
 EVAL_SEQ_LEN = 64
 
 
-def tiny_causal_lm(folder: Path) -> ModelArtifact:
-    try:
-        return resolve_model("zoo:tiny-lm")
-    except RecipeError:
-        pass
-    build_random_llama(folder)
-    return ModelArtifact.from_folder(folder, name="baseline", format="hf", task="causal-lm", write_metadata=False)
+def tiny_causal_lm() -> ModelArtifact:
+    return resolve_model("zoo:tiny-lm")
 
 
 def build_random_llama(folder: Path) -> None:
@@ -119,12 +113,13 @@ def lm_quality(baseline_logits, candidate_logits, windows: list[list[int]]) -> d
 
 
 class QualityJudge:
-    """Scores artifacts against the baseline on fixed held-out windows (baseline logits computed once)."""
+    """The causal-lm evaluator with the baseline scored first; ``judge(artifact)`` → its metrics."""
 
-    def __init__(self, baseline: ModelArtifact, windows: list[list[int]]) -> None:
-        self.windows = windows
-        self.baseline_logits = logits_of(baseline, windows)
-        self.baseline = lm_quality(self.baseline_logits, self.baseline_logits, windows)
+    def __init__(self, baseline: ModelArtifact, *, windows: int = 16) -> None:
+        from optimizers.evaluation.causal_lm import CausalLMEvaluator
+
+        self.evaluator = CausalLMEvaluator(None, max_samples=windows)
+        self.baseline = self.evaluator.evaluate(baseline)
 
     def __call__(self, artifact: ModelArtifact) -> dict[str, float]:
-        return lm_quality(self.baseline_logits, logits_of(artifact, self.windows), self.windows)
+        return self.evaluator.evaluate(artifact)

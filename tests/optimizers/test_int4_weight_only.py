@@ -11,7 +11,7 @@ from optimizers.errors import PreflightError, RecipeError
 from optimizers.passes import get_pass
 from optimizers.recipe import Recipe
 from tests.optimizers.conftest import run_pass
-from tests.optimizers.llm_support import QualityJudge, eval_windows, tiny_causal_lm
+from tests.optimizers.llm_support import QualityJudge, tiny_causal_lm
 
 PERPLEXITY_BOUND = 1.5
 #: The CPU configuration (IntxWeightOnlyConfig, FP32); tests/gpu covers the CUDA one.
@@ -19,13 +19,13 @@ cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="CPU path; tests
 
 
 @pytest.fixture(scope="module")
-def tiny_lm(tmp_path_factory):
-    return tiny_causal_lm(tmp_path_factory.mktemp("tiny-lm") / "model")
+def tiny_lm():
+    return tiny_causal_lm()
 
 
 @pytest.fixture(scope="module")
 def quality(tiny_lm):
-    return QualityJudge(tiny_lm, eval_windows(tiny_lm))
+    return QualityJudge(tiny_lm)
 
 
 @pytest.fixture(scope="module")

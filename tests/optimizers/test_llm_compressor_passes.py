@@ -16,7 +16,7 @@ from optimizers.errors import PassError, PreflightError, RecipeError
 from optimizers.passes import get_pass
 from optimizers.recipe import Recipe
 from tests.optimizers.conftest import run_pass
-from tests.optimizers.llm_support import QualityJudge, eval_windows, tiny_causal_lm
+from tests.optimizers.llm_support import QualityJudge, tiny_causal_lm
 
 SMALL = {"num_calibration_samples": 8, "max_seq_length": 64}
 #: Quantized perplexity may rise, but not past this multiple of the baseline's.
@@ -24,13 +24,13 @@ PERPLEXITY_BOUND = 1.5
 
 
 @pytest.fixture(scope="module")
-def tiny_lm(tmp_path_factory):
-    return tiny_causal_lm(tmp_path_factory.mktemp("tiny-lm") / "model")
+def tiny_lm():
+    return tiny_causal_lm()
 
 
 @pytest.fixture(scope="module")
 def quality(tiny_lm):
-    return QualityJudge(tiny_lm, eval_windows(tiny_lm))
+    return QualityJudge(tiny_lm)
 
 
 @pytest.fixture(scope="module")

@@ -95,7 +95,8 @@ def estimate_recipe(model_entry, recipe_mapping: dict[str, Any]) -> RecipeEstima
 def _baseline(model_entry) -> ModelArtifact:
     """The entry's folder described without hashing it (estimates need no content hash)."""
     reference = model_entry.reference
-    folder = zoo_model_folder(reference)[0] if is_zoo_reference(reference) else Path(reference)
+    # Never train a demo model in a web request: an unbuilt one is a RecipeError naming setup_demo.
+    folder = zoo_model_folder(reference, build=False)[0] if is_zoo_reference(reference) else Path(reference)
     return ModelArtifact(
         name="baseline",
         path=str(folder),
