@@ -235,7 +235,11 @@ def _mib(size: int) -> str:
     return f"{size / 1024**2:.1f} MiB"
 
 
-def _find(report: Report, variant_name: str) -> tuple[int, VariantReport]:
+def _find(report: Report, variant_name: str | int) -> tuple[int, VariantReport]:
+    if isinstance(variant_name, int):
+        if not 0 <= variant_name < len(report.variants):
+            raise KeyError(f"no variant #{variant_name} in the report")
+        return variant_name, report.variants[variant_name]
     for index, variant in enumerate(report.variants):
         if variant.name == variant_name:
             return index, variant
@@ -264,8 +268,12 @@ def _summary(report: Report, index: int, variant: VariantReport, job: str | None
 
 def _recipe(report: Report, index: int) -> Section:
     steps = report.recipe.get("steps") or []
+    if len(report.variants) - 1 == len(steps):
+        made_by = steps[:index]  # a recipe run: variant i is the output of the first i steps
+    else:
+        made_by = steps if index == len(report.variants) - 1 and index > 0 else []  # e.g. one search candidate
     rows: list[list[Cell]] = []
-    for number, step in enumerate(steps[:index] if index else [], start=1):
+    for number, step in enumerate(made_by, start=1):
         config = {key: value for key, value in step.items() if key != "pass"} if isinstance(step, dict) else {}
         rows.append([str(number), Code(str(step.get("pass", "?")) if isinstance(step, dict) else str(step)),
                      Code(json.dumps(config, sort_keys=True)) if config else "defaults"])  # fmt: skip
@@ -433,7 +441,7 @@ def _approvals(approvals: Sequence[ApprovalInfo] | None, note: str) -> Section:
 
 def build_model_card(
     report: Report,
-    variant_name: str,
+    variant_name: str | int,
     *,
     job: str | None = None,
     artifact_sha256: str | None = None,
@@ -443,7 +451,7 @@ def build_model_card(
     approvals: Sequence[ApprovalInfo] | None = None,
     approvals_note: str = "",
 ) -> ModelCard:
-    """The card of ``variant_name`` in ``report`` (``KeyError`` if the report has no such variant).
+    """The card of ``variant_name`` (or the variant at that index) in ``report``; ``KeyError`` if there is none.
 
     ``approvals`` None means "not known here" (the note says where to look);
     an empty list means none were given.
@@ -465,10 +473,13 @@ def build_model_card(
     )
 
 
-def cost_lines(breakdown: costs.CostBreakdown, variant_name: str) -> list[CostLine]:
-    """The figures of one variant in ``breakdown`` (plus the job's own cost) as card lines."""
+def cost_lines(breakdown: costs.CostBreakdown, variant: str | int) -> list[CostLine]:
+    """The figures of one variant (by name or index) in ``breakdown``, plus the job's own cost, as card lines."""
     lines: list[CostLine] = []
-    row = next((row for row in breakdown.variants if row.variant == variant_name), None)
+    if isinstance(variant, int):
+        row = breakdown.variants[variant] if 0 <= variant < len(breakdown.variants) else None
+    else:
+        row = next((row for row in breakdown.variants if row.variant == variant), None)
     warning = "" if row is None or row.hardware.matches else row.hardware.reason
     where = f"on {breakdown.instance.name}, batch {breakdown.batch_size}"
     if row is not None and row.cost_per_million is None:

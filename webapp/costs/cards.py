@@ -14,16 +14,39 @@ from typing import Any
 from django.apps import apps
 
 from optimizers import model_card
-from optimizers.report import Report, VariantReport
+from optimizers.report import Report
 from webapp.costs import services
+from webapp.costs.reports import candidate_report
 from webapp.jobs.models import Artifact, Job
+from webapp.jobs.results import build_results
+from webapp.jobs.search_results import build_search_results
 
 
-def _variant_of(report: Report, artifact: Artifact) -> VariantReport | None:
-    """The report variant an artifact packages: by position (``order``), checked by name."""
+def _variant_index(report: Report, artifact: Artifact) -> int | None:
+    """Index of the report variant an artifact packages: its position (``order``), checked by name."""
     if 0 < artifact.order < len(report.variants) and report.variants[artifact.order].name == artifact.name:
-        return report.variants[artifact.order]
-    return next((v for v in report.variants[1:] if v.name == artifact.name), None)
+        return artifact.order
+    return next((i for i, v in enumerate(report.variants) if i > 0 and v.name == artifact.name), None)
+
+
+def report_for_artifact(job: Job, artifact: Artifact) -> tuple[Report, int] | None:
+    """The report a card of ``artifact`` describes and the index of its variant there.
+
+    A recipe run's report as stored; for a search, the report the worker built
+    for the packaged candidate (baseline + that candidate). None when neither fits.
+    """
+    results = build_results(job.report)
+    if results is not None:
+        index = _variant_index(results.report, artifact)
+        return (results.report, index) if index is not None else None
+    search = build_search_results(job.report)
+    if search is None:
+        return None
+    versions = _manifest(artifact).get("library_versions")
+    report = candidate_report(
+        search.report, artifact.order - 1, job.recipe, versions if isinstance(versions, dict) else {}
+    )
+    return (report, 1) if report is not None else None
 
 
 def _manifest(artifact: Artifact) -> dict[str, Any]:
@@ -84,17 +107,14 @@ def approvals(job: Job) -> tuple[list[model_card.ApprovalInfo] | None, str]:
 
 
 def live_card(
-    job: Job, artifact: Artifact, report: Report, choice: services.CostChoice | None
-) -> model_card.ModelCard | None:
-    """The card of ``artifact`` (None when the report has no such variant)."""
-    variant = _variant_of(report, artifact)
-    if variant is None:
-        return None
+    job: Job, artifact: Artifact, report: Report, index: int, choice: services.CostChoice | None
+) -> model_card.ModelCard:
+    """The card of ``artifact``, which packages ``report.variants[index]``."""
     lines: list[model_card.CostLine] = []
     note = "The price list is empty, or no benchmark was recorded: no cost computed."
     if choice is not None:
         breakdown = services.breakdown_for(report, choice, job.optimization_seconds)
-        lines = model_card.cost_lines(breakdown, variant.name)
+        lines = model_card.cost_lines(breakdown, index)
         note = (
             f"Computed with {choice.instance.name} at ${choice.instance.price_display}/h "
             f"(price as of {choice.instance.price_date:%Y-%m-%d}; {choice.instance.notes or 'no notes'}), "
@@ -103,7 +123,7 @@ def live_card(
     reviews, reviews_note = approvals(job)
     return model_card.build_model_card(
         report,
-        variant.name,
+        index,
         job=f"#{job.pk} {job.name} (team {job.team.name})",
         artifact_sha256=artifact.sha256,
         dataset=dataset_info(job, artifact),

@@ -12,8 +12,8 @@ from optimizers import cost
 from optimizers.gates import LOWER_IS_BETTER
 from optimizers.pareto import Direction, pareto_front
 from optimizers.report import Report
+from webapp.costs.reports import PricedReport, priced_report
 from webapp.jobs.models import Artifact, Job
-from webapp.jobs.results import build_results
 
 MIB = 1024**2
 #: Preferred default quality metric, first present wins.
@@ -70,26 +70,27 @@ class CompareRow:
         return any(self.pareto.values())
 
 
-def reports_of(jobs: list[Job]) -> list[tuple[Job, Report]]:
-    """The jobs that have a readable report, with it."""
+def reports_of(jobs: list[Job]) -> list[tuple[Job, PricedReport]]:
+    """The jobs that have a readable report (a recipe run's or a search's), with it."""
     pairs = []
     for job in jobs:
-        results = build_results(job.report)
-        if results is not None and results.report.variants:
-            pairs.append((job, results.report))
+        priced = priced_report(job.report)
+        if priced is not None:
+            pairs.append((job, priced))
     return pairs
 
 
 def build_rows(
-    pairs: list[tuple[Job, Report]], *, metric: str | None, batch_size: int, instance: cost.InstanceType
+    pairs: list[tuple[Job, PricedReport]], *, metric: str | None, batch_size: int, instance: cost.InstanceType
 ) -> list[CompareRow]:
     """One row per variant of every job, in job then variant order, with Pareto flags set."""
     rows: list[CompareRow] = []
-    for job, report in pairs:
-        # Artifact.order is the variant's index in the report (the baseline, 0, is not packaged).
+    for job, priced_job in pairs:
+        report = priced_job.report
         artifacts = {artifact.order: artifact for artifact in job.artifacts.all()}
         breakdown = cost.cost_breakdown(report, instance, batch_size=batch_size)
         for index, (variant, priced) in enumerate(zip(report.variants, breakdown.variants, strict=True)):
+            order = priced_job.artifact_orders[index]
             stats = variant.benchmark.get(str(batch_size))
             rows.append(
                 CompareRow(
@@ -103,7 +104,7 @@ def build_rows(
                     cost=priced.cost_per_million,
                     gate=variant.gate.outcome if variant.gate else None,
                     hardware=priced.hardware,
-                    artifact=artifacts.get(index) if index > 0 else None,
+                    artifact=artifacts.get(order) if order is not None else None,
                 )
             )
     if metric:

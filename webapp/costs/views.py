@@ -17,7 +17,6 @@ from webapp.costs.forms import CostForm, InstanceTypeForm
 from webapp.costs.models import InstanceType
 from webapp.jobs.access import login_or_token_required
 from webapp.jobs.models import Artifact, Job
-from webapp.jobs.results import build_results
 
 #: Most jobs one comparison takes (each adds its variants to every chart).
 MAX_COMPARED_JOBS = 20
@@ -128,7 +127,7 @@ def compare_view(request):
         return render(request, "costs/compare.html", context, status=400)
 
     pairs = compare.reports_of(jobs)
-    reports = [report for _, report in pairs]
+    reports = [priced.report for _, priced in pairs]
     context["without_results"] = [job for job in jobs if job.pk not in {j.pk for j, _ in pairs}]
     context["others"] = (
         Job.objects.visible_to(request.user)
@@ -189,10 +188,10 @@ def compare_view(request):
 def _card(request, pk: int, artifact_id: int):
     job = get_object_or_404(Job.objects.visible_to(request.user).select_related("team", "dataset"), pk=pk)
     artifact = get_object_or_404(Artifact, pk=artifact_id, job=job)
-    results = build_results(job.report)
-    if results is None:
-        raise Http404("this job has no report")
-    report = results.report
+    found = cards.report_for_artifact(job, artifact)
+    if found is None:
+        raise Http404("the job's report has no variant for this artifact")
+    report, index = found
     batch_sizes = cost.measured_batch_sizes(report)
     form = CostForm(
         request.GET,
@@ -201,9 +200,7 @@ def _card(request, pk: int, artifact_id: int):
         report=report,
         unit=cost.unit_for_task(report.task),
     )
-    card = cards.live_card(job, artifact, report, form.choice() if batch_sizes else None)
-    if card is None:
-        raise Http404("the report has no variant for this artifact")
+    card = cards.live_card(job, artifact, report, index, form.choice() if batch_sizes else None)
     return job, artifact, card
 
 

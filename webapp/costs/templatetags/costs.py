@@ -1,8 +1,8 @@
 """``{% cost_panel %}``: the job page's cost panel, computed server-side from the page's GET form.
 
 The job page includes ``costs/_cost_panel.html`` (one line), which calls this
-tag with the page's context (``job``, ``results``, ``request``), so the jobs app
-needs no cost code of its own.
+tag with the page's context (``job``, ``request``), so the jobs app needs no
+cost code of its own. Recipe runs and searches are both priced (``reports.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from django import template
 from optimizers import cost
 from webapp.costs import services
 from webapp.costs.forms import CostForm
+from webapp.costs.reports import priced_report
 
 register = template.Library()
 
@@ -19,11 +20,11 @@ register = template.Library()
 @register.inclusion_tag("costs/_cost_panel_body.html", takes_context=True)
 def cost_panel(context) -> dict:
     job = context.get("job")
-    results = context.get("results")
     request = context.get("request")
-    if job is None or results is None or not results.report.variants:
+    priced = priced_report(job.report) if job is not None else None
+    if priced is None:
         return {"show": False}
-    report = results.report
+    report = priced.report
     batch_sizes = cost.measured_batch_sizes(report)
     instances = services.instances_for([job.team])
     unit = cost.unit_for_task(report.task)
