@@ -14,9 +14,11 @@ increase at 8 bits and more, ≤ 5% below (llama.cpp's own quality table).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
+from collections.abc import Iterator
 from typing import Literal, get_args
 
 from pydantic import Field
@@ -88,6 +90,26 @@ def ftype_constant(quant_type: str) -> int:
     return int(value)
 
 
+@contextlib.contextmanager
+def _captured_llama_log(lines: list[str]) -> Iterator[None]:
+    """Collect llama.cpp's log lines (one per tensor while quantizing) instead of printing them to stderr."""
+    import llama_cpp
+    from llama_cpp import _logger
+
+    buffer: list[str] = []
+
+    @llama_cpp.llama_log_callback
+    def collect(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        buffer.append(text.decode("utf-8", errors="replace"))
+
+    llama_cpp.llama_log_set(collect, ctypes.c_void_p(0))
+    try:
+        yield
+    finally:
+        llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+        lines.extend("".join(buffer).splitlines())
+
+
 @register
 class GgufQuantize(Pass):
     name = "gguf_quantize"
@@ -128,10 +150,12 @@ class GgufQuantize(Pass):
         params.nthread = config.threads or len(os.sched_getaffinity(0))
         ctx.progress(0.05, f"quantizing to {config.type}")
         ctx.log(f"llama_model_quantize → {config.type} with {params.nthread} threads")
+        log_lines: list[str] = []
         try:
-            code = llama_cpp.llama_model_quantize(
-                str(artifact.folder / GGUF_FILE).encode(), str(partial).encode(), ctypes.byref(params)
-            )
+            with _captured_llama_log(log_lines):
+                code = llama_cpp.llama_model_quantize(
+                    str(artifact.folder / GGUF_FILE).encode(), str(partial).encode(), ctypes.byref(params)
+                )
             if code != 0 or not partial.is_file():
                 raise PassError(f"llama.cpp could not quantize to {config.type} (llama_model_quantize returned {code})")
             partial.rename(out / GGUF_FILE)
@@ -141,6 +165,9 @@ class GgufQuantize(Pass):
             shutil.rmtree(out, ignore_errors=True)  # nothing half-written is left behind
             raise
         fallbacks = fallback_tensors(info, config.type)
+        for line in log_lines:
+            if "fallback" in line:  # llama.cpp's own reason, e.g. "tensor cols 640 x 256 are not divisible by 256"
+                ctx.log(f"llama.cpp: {line.strip()}")
         for tensor, kind in sorted(fallbacks.items()):
             ctx.log(f"fallback: {tensor} stored as {kind} (its rows do not divide into {config.type}'s 256 blocks)")
         ctx.log(f"wrote {GGUF_FILE}: file type {info.file_type}, tensor types {info.type_counts()}")
