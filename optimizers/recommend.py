@@ -60,7 +60,7 @@ RULES: tuple[Rule, ...] = (
             "GGUF Q4_K_M for llama.cpp on CPU",
             "4-bit K-quants keep perplexity within a few percent and decode faster on CPUs, where "
             "token generation is memory-bound",
-            [{"pass": "gguf_convert"}, {"pass": "gguf_quantize", "quant_type": "Q4_K_M"}],
+            [{"pass": "gguf_convert"}, {"pass": "gguf_quantize", "type": "Q4_K_M"}],
         ),
     ),
     Rule(
