@@ -255,6 +255,7 @@ def _variant_report(artifact: ModelArtifact, metrics: dict[str, float], stats, i
         metrics=metrics,
         benchmark=stats,
         benchmark_info=info,
+        details=dict(artifact.metadata.get("details") or {}),
     )
 
 

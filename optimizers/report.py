@@ -103,6 +103,10 @@ class VariantReport(BaseModel):
     generation: GenerationStats | None = None
     #: Causal LMs: greedy continuation of each fixed evaluation prompt (prompt → text).
     generations: dict[str, str] = Field(default_factory=dict)
+    #: What the pass that made this variant found out, copied from ``artifact.metadata["details"]``:
+    #: e.g. ``training_curve`` ([{"step", "loss"}]), ``sensitivity`` ([{"unit", "metric", "drop"}]),
+    #: ``sparsity``, ``notes`` (plain sentences the results page shows). Free-form but JSON-ready.
+    details: dict[str, Any] = Field(default_factory=dict)
     gate: GateReport | None = None
 
 

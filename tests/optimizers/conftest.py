@@ -62,3 +62,15 @@ def metrics_of(minilm, eval_set, baseline_embeddings):
         return feature_extraction_metrics(embed_dataset(runtime, tokenizer, eval_set), baseline_embeddings)
 
     return evaluate
+
+
+@pytest.fixture(scope="session")
+def tiny_lm() -> ModelArtifact:
+    """``zoo:tiny-lm`` (trained on first use, then cached under ``~/.cache/inferopt/zoo``)."""
+    return resolve_model("zoo:tiny-lm")
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_f16(tiny_lm, tmp_path_factory) -> ModelArtifact:
+    """``zoo:tiny-lm`` converted to an F16 GGUF by llama.cpp's converter."""
+    return run_pass("gguf_convert", tiny_lm, tmp_path_factory.mktemp("gguf") / "f16", outtype="f16")
