@@ -43,7 +43,8 @@ def test_size_in_mebibytes_per_variant():
 
 def test_all_figures_are_keyed_by_chart_id_and_json_serialisable():
     figures = report_figures(sample_report())
-    assert tuple(figures) == CHART_IDS == ("chart-latency", "chart-throughput", "chart-size")
+    assert tuple(figures) == (*CHART_IDS, "chart-tradeoff")
+    assert CHART_IDS == ("chart-latency", "chart-throughput", "chart-size")
     json.dumps(figures)
 
 
@@ -74,7 +75,7 @@ def test_profile_chart_appears_when_the_baseline_was_profiled():
         "top_ops": [{"op": "aten::addmm", "self_ms": 5.0, "calls": 36, "share": 0.6}],
     }
     figures = report_figures(raw)
-    assert list(figures)[-1] == "chart-profile"
+    assert "chart-profile" in figures
     pie, bars = figures["chart-profile"]["data"]
     assert pie["labels"] == ["preprocess", "model", "postprocess"]
     assert list(bars["y"]) == ["aten::addmm"]

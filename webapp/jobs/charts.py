@@ -142,7 +142,19 @@ def profile_figure(profile: dict[str, Any]) -> dict[str, Any]:
 
 
 #: Quality metric plotted against size, by preference (the first one the report has).
-QUALITY_AXES = (("perplexity", "perplexity (lower is better)"), ("cosine", "cosine to baseline"))
+QUALITY_AXES = (
+    ("perplexity", "perplexity (lower is better)"),
+    ("accuracy", "accuracy on the eval set"),
+    ("cosine", "cosine to baseline"),
+)
+
+
+def _quality_axis(report: Report) -> tuple[str, str]:
+    """The first metric of ``QUALITY_AXES`` that some variant has (perplexity, accuracy, cosine)."""
+    return next(
+        ((name, text) for name, text in QUALITY_AXES if any(name in v.metrics for v in report.variants)),
+        QUALITY_AXES[0],
+    )
 
 
 def generation_figure(report: Report | dict[str, Any]) -> dict[str, Any]:
@@ -184,10 +196,7 @@ def generation_figure(report: Report | dict[str, Any]) -> dict[str, Any]:
 def quality_size_figure(report: Report | dict[str, Any]) -> dict[str, Any]:
     """Scatter: each variant's size (MiB) against its main quality metric (perplexity for LLMs)."""
     report = _as_report(report)
-    metric, label = next(
-        ((name, text) for name, text in QUALITY_AXES if any(name in v.metrics for v in report.variants)),
-        QUALITY_AXES[0],
-    )
+    metric, label = _quality_axis(report)
     points = [variant for variant in report.variants if metric in variant.metrics]
     figure = go.Figure(
         data=[
@@ -218,10 +227,109 @@ def quality_size_figure(report: Report | dict[str, Any]) -> dict[str, Any]:
     return _figure_json(figure)
 
 
+def tradeoff_figure(report: Report | dict[str, Any]) -> dict[str, Any]:
+    """Two scatters across variants: quality vs size (MiB) and quality vs p50 latency at the
+    smallest benchmarked batch — where each technique (or stack) lands on both trade-offs."""
+    report = _as_report(report)
+    metric, label = _quality_axis(report)
+    batches = _batch_sizes(report)
+    batch = str(batches[0]) if batches else None
+    figure = make_subplots(
+        rows=1,
+        cols=2,
+        shared_yaxes=True,
+        subplot_titles=("quality vs size", f"quality vs p50 latency (batch {batch})" if batch else "no latency"),
+    )
+    points = [variant for variant in report.variants if metric in variant.metrics]
+    figure.add_trace(
+        go.Scatter(
+            x=[v.size_bytes / MIB for v in points],
+            y=[v.metrics[metric] for v in points],
+            mode="markers+text",
+            text=[v.name for v in points],
+            textposition="top center",
+            marker={"size": 11},
+            showlegend=False,
+        ),
+        row=1,
+        col=1,
+    )
+    timed = [v for v in points if batch and batch in v.benchmark]
+    figure.add_trace(
+        go.Scatter(
+            x=[v.benchmark[batch].p50_ms for v in timed],
+            y=[v.metrics[metric] for v in timed],
+            mode="markers+text",
+            text=[v.name for v in timed],
+            textposition="top center",
+            marker={"size": 11, "color": "#f29e4c"},
+            showlegend=False,
+        ),
+        row=1,
+        col=2,
+    )
+    figure.update_layout(**{**_LAYOUT, "title": {"text": "Trade-offs across variants"}})
+    figure.update_xaxes(title_text="size (MiB)", rangemode="tozero", row=1, col=1)
+    figure.update_xaxes(title_text="p50 ms", rangemode="tozero", row=1, col=2)
+    figure.update_yaxes(title_text=label, row=1, col=1)
+    return _figure_json(figure)
+
+
+def sensitivity_figure(variant_name: str, sensitivity: list[dict[str, Any]]) -> dict[str, Any]:
+    """Structured pruning's sensitivity analysis: metric drop when each unit group is removed alone,
+    most sensitive first; pruned units in a second colour."""
+    rows = sorted(sensitivity, key=lambda row: float(row.get("drop", 0.0)), reverse=True)
+    pruned = [bool(row.get("pruned")) for row in rows]
+    figure = go.Figure(
+        data=[
+            go.Bar(
+                x=[str(row.get("unit")) for row in rows],
+                y=[float(row.get("drop", 0.0)) for row in rows],
+                marker_color=["#c62828" if flag else "#3559e0" for flag in pruned],
+                text=["pruned" if flag else "" for flag in pruned],
+                textposition="outside",
+                name="metric drop",
+            )
+        ],
+        layout={
+            **_LAYOUT,
+            "title": {"text": f"Sensitivity analysis ({variant_name}): metric drop per unit removed alone"},
+            "showlegend": False,
+        },
+    )
+    figure.update_yaxes(title_text="metric drop (higher = more sensitive)")
+    return _figure_json(figure)
+
+
+def training_figure(report: Report | dict[str, Any]) -> dict[str, Any]:
+    """Training-loss curves of every variant whose pass trained (QAT, distillation, fine-tuning)."""
+    report = _as_report(report)
+    traces = []
+    for variant in report.variants:
+        curve = variant.details.get("training_curve") or []
+        traces.append(
+            go.Scatter(
+                x=[point["step"] for point in curve],
+                y=[point["loss"] for point in curve],
+                mode="lines",
+                name=variant.name,
+            )
+        )
+    figure = go.Figure(
+        data=[trace for trace in traces if len(trace.x)],
+        layout={**_LAYOUT, "title": {"text": "Training loss"}},
+    )
+    figure.update_xaxes(title_text="step")
+    figure.update_yaxes(title_text="loss")
+    return _figure_json(figure)
+
+
 def report_figures(report: Report | dict[str, Any]) -> dict[str, dict[str, Any]]:
     """All result charts keyed by their element id (``chart-latency``, ``chart-throughput``,
     ``chart-size``, ``chart-profile`` when the baseline was profiled, and for causal LMs
-    ``chart-generation`` (decode tokens/s and size) and ``chart-quality-size``)."""
+    ``chart-generation`` (decode tokens/s and size) and ``chart-quality-size``; with candidates,
+    ``chart-tradeoff``; ``chart-training`` when a pass trained; ``chart-sensitivity-<n>`` for the
+    n-th variant when structured pruning analysed sensitivity)."""
     report = _as_report(report)
     figures = {
         "chart-latency": latency_figure(report),
@@ -233,4 +341,11 @@ def report_figures(report: Report | dict[str, Any]) -> dict[str, dict[str, Any]]
     if any(variant.generation is not None for variant in report.variants):
         figures["chart-generation"] = generation_figure(report)
         figures["chart-quality-size"] = quality_size_figure(report)
+    elif len(report.variants) > 1:
+        figures["chart-tradeoff"] = tradeoff_figure(report)
+    if any(variant.details.get("training_curve") for variant in report.variants):
+        figures["chart-training"] = training_figure(report)
+    for index, variant in enumerate(report.variants):
+        if variant.details.get("sensitivity"):
+            figures[f"chart-sensitivity-{index}"] = sensitivity_figure(variant.name, variant.details["sensitivity"])
     return figures

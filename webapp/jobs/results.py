@@ -54,6 +54,44 @@ class VariantRow:
     is_final: bool = False
     generation: GenerationStats | None = None
     peak_rss_mb: float | None = None
+    #: (batch size, baseline p50 / this variant's p50) for each batch both were timed at.
+    speedups: list[tuple[int, float]] = field(default_factory=list)
+    #: This variant's own gate outcome against the original baseline (stacked recipes gate every step).
+    gate_outcome: str | None = None
+    #: What the pass found out (``VariantReport.details``): plain facts and sentences for the page.
+    facts: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+#: ``details`` keys drawn as charts rather than listed as facts.
+_CHARTED_DETAILS = ("training_curve", "sensitivity", "notes")
+
+
+def detail_facts(details: dict[str, Any]) -> list[tuple[str, str]]:
+    """Readable ``(label, value)`` pairs for the scalar and small-dict entries of ``details``."""
+    facts = []
+    for key, value in details.items():
+        if key in _CHARTED_DETAILS or isinstance(value, list):
+            continue
+        if isinstance(value, dict):
+            value = ", ".join(f"{name}={_short(item)}" for name, item in value.items())
+        facts.append((key.replace("_", " "), _short(value)))
+    return facts
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def speedups(baseline: dict[str, LatencyStats], variant: dict[str, LatencyStats]) -> list[tuple[int, float]]:
+    """Baseline p50 over variant p50 per shared batch size (> 1 means faster)."""
+    return [
+        (int(batch), baseline[batch].p50_ms / variant[batch].p50_ms)
+        for batch in sorted(variant, key=int)
+        if batch in baseline and variant[batch].p50_ms > 0
+    ]
 
 
 @dataclass
@@ -72,6 +110,10 @@ class Results:
     gate_rows: list[GateRow]
     variants: list[VariantRow]
     generations: list[GenerationRow] = field(default_factory=list)
+
+    @property
+    def has_details(self) -> bool:
+        return any(variant.facts or variant.notes for variant in self.variants)
 
     @property
     def has_generation(self) -> bool:
@@ -101,6 +143,10 @@ def build_results(raw: dict[str, Any] | None) -> Results | None:
             is_final=index == last and index > 0,
             generation=variant.generation,
             peak_rss_mb=variant.benchmark_info.peak_rss_mb if variant.benchmark_info else None,
+            speedups=speedups(report.variants[0].benchmark, variant.benchmark) if index else [],
+            gate_outcome=variant.gate.outcome if variant.gate else None,
+            facts=detail_facts(variant.details),
+            notes=[str(note) for note in variant.details.get("notes") or []],
         )
         for index, variant in enumerate(report.variants)
     ]
