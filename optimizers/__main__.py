@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from optimizers.errors import InferOptError
+from optimizers.zoo import BUILT_MODELS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,9 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     search.add_argument("space", type=Path, help="search space YAML (model, axes, budget_s)")
     search.add_argument("--out", type=Path, required=True, help="output folder (candidates and search.json)")
     search.add_argument("--quick", action="store_true", help="short benchmark (smoke tests; numbers are rough)")
-    zoo = commands.add_parser("zoo", help="build the demo models trained here (zoo:tiny-lm, zoo:tiny-lm-draft)")
+    zoo = commands.add_parser("zoo", help="build the demo models trained here (zoo:tiny-lm, zoo:digits-cnn, ...)")
     zoo.add_argument("action", choices=["build"], help="train the models if they are not cached yet")
-    zoo.add_argument("keys", nargs="*", default=["tiny-lm", "tiny-lm-draft"], help="which models (default: both)")
+    zoo.add_argument("keys", nargs="*", default=list(BUILT_MODELS), help="which models (default: all of them)")
     args = parser.parse_args(argv)
 
     if args.command == "zoo":

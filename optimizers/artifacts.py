@@ -16,18 +16,22 @@ from pydantic import BaseModel, Field
 
 from optimizers.hashing import sha256_path, size_bytes
 
-Format = Literal["hf", "onnx", "gguf", "tensorrt"]
+Format = Literal["hf", "onnx", "gguf", "tensorrt", "openvino", "torch"]
 Task = Literal["causal-lm", "feature-extraction", "text-classification", "image-classification"]
 
-FORMATS: tuple[str, ...] = ("hf", "onnx", "gguf", "tensorrt")
+#: ``torch``: an InferOpt-native PyTorch module folder (``config.json`` naming the architecture +
+#: ``model.safetensors``, never pickle), loaded by ``optimizers.models.load_torch_module``.
+FORMATS: tuple[str, ...] = ("hf", "onnx", "gguf", "tensorrt", "openvino", "torch")
 TASKS: tuple[str, ...] = ("causal-lm", "feature-extraction", "text-classification", "image-classification")
 
 #: File inside an artifact folder that records how it was made.
 METADATA_FILE = "inferopt.json"
 #: Main graph file inside an ONNX artifact folder.
 ONNX_FILE = "model.onnx"
+#: OpenVINO IR inside an ``openvino`` artifact folder (weights beside it in ``model.bin``).
+OPENVINO_FILE = "model.xml"
 
-_TRACKED_LIBRARIES = ("torch", "transformers", "onnx", "onnxruntime", "onnxscript", "numpy")
+_TRACKED_LIBRARIES = ("torch", "transformers", "onnx", "onnxruntime", "onnxscript", "numpy", "openvino", "nncf")
 
 
 def library_versions(names: tuple[str, ...] = _TRACKED_LIBRARIES) -> dict[str, str]:

@@ -31,6 +31,9 @@ DEFAULT_RULES: dict[str, list[GateRule]] = {
         GateRule(metric="cosine", kind="absolute_drop", threshold=0.01),
         GateRule(metric="recall_at_1", kind="absolute_drop", threshold=0.02),
     ],
+    # One point of top-1 accuracy (about 3 of the 336 held-out digits); agreement and KL to the
+    # baseline are shown without a threshold, and any loss in them still needs approval.
+    "image-classification": [GateRule(metric="accuracy", kind="absolute_drop", threshold=0.01)],
 }
 
 

@@ -113,8 +113,10 @@ def _torch_ops(runtime, inputs: dict, iterations: int) -> dict[str, tuple[float,
 def _ort_ops(artifact: ModelArtifact, inputs: dict, iterations: int) -> dict[str, tuple[float, int]]:
     import onnxruntime as ort
 
+    from optimizers.onnx_safety import check_onnx_external_data
     from optimizers.runtimes.onnxruntime_cpu import session_options
 
+    check_onnx_external_data(artifact.onnx_file)  # before ONNX Runtime follows any external-data path
     with tempfile.TemporaryDirectory(prefix="inferopt-ortprof-") as scratch:
         options = session_options(threads=None, allow_spinning=True)
         options.enable_profiling = True

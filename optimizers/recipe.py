@@ -153,7 +153,7 @@ class Recipe(BaseModel):
                     f"step {index} ({step.pass_name}) takes {', '.join(technique.input_formats)} models, "
                     f"but receives {current}"
                 )
-            current = technique.output_format
+            current = technique.output_format_for(current)
 
     def to_raw(self) -> dict[str, Any]:
         """The recipe as a plain mapping (the API's JSON / the YAML file)."""
@@ -163,12 +163,18 @@ class Recipe(BaseModel):
 
 
 def guess_format(model: str) -> str | None:
-    """Format implied by a model reference (``zoo:minilm`` is hf, ``*.onnx`` onnx)."""
+    """Format implied by a model reference (``zoo:minilm`` is hf, ``zoo:digits-cnn`` torch, ``*.onnx`` onnx)."""
     if model.startswith("zoo:"):
-        return "hf"
+        from optimizers.zoo import zoo_format
+
+        return zoo_format(model)
     path = Path(model)
     if path.suffix == ".onnx" or (path / "model.onnx").is_file():
         return "onnx"
+    from optimizers.models import is_torch_module_folder
+
+    if is_torch_module_folder(path):
+        return "torch"
     if (path / "config.json").is_file():
         return "hf"
     return None

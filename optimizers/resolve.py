@@ -13,9 +13,11 @@ import shutil
 from pathlib import Path
 
 from optimizers.artifacts import ONNX_FILE, ModelArtifact
-from optimizers.errors import RecipeError, UnsafeInputError
+from optimizers.errors import RecipeError
+from optimizers.models import is_torch_module_folder
+from optimizers.onnx_safety import check_onnx_external_data
 from optimizers.uploads import task_from_config
-from optimizers.zoo import is_zoo_reference, zoo_model_folder
+from optimizers.zoo import is_zoo_reference, zoo_format, zoo_model_folder
 
 BASELINE_NAME = "baseline"
 
@@ -39,7 +41,7 @@ def resolve_model(
     """
     if is_zoo_reference(reference):
         folder, zoo_task = zoo_model_folder(reference)
-        return _describe(folder, "hf", task or zoo_task)
+        return _describe(folder, zoo_format(reference), task or zoo_task)
     path = Path(reference)
     if not path.exists():
         raise RecipeError(f"model not found: {reference} (give zoo:minilm, a model folder or an .onnx file)")
@@ -48,6 +50,9 @@ def resolve_model(
     if (path / ONNX_FILE).is_file():
         check_onnx_external_data(path / ONNX_FILE)
         return _describe(path, "onnx", task or task_of_folder(path))
+    if is_torch_module_folder(path):
+        # An InferOpt-native module folder (config.json names the architecture): image classifiers so far.
+        return _describe(path, "torch", task or "image-classification")
     if (path / "config.json").is_file():
         return _describe(path, "hf", task or task_of_folder(path))
     raise RecipeError(f"{reference} is neither a Hugging Face folder (config.json) nor an ONNX model")
@@ -79,29 +84,4 @@ def _bare_onnx(path: Path, task: str | None, tokenizer: str | None, work_dir: Pa
     return _describe(target, "onnx", task or task_of_folder(target))
 
 
-def check_onnx_external_data(onnx_file: Path) -> None:
-    """Refuse ONNX graphs whose external-data locations escape their folder.
-
-    Checked before ONNX or ONNX Runtime open the file (CVE-2022-25882,
-    CVE-2024-27318): no absolute paths, no ``..``, nothing through symlinks.
-    """
-    import onnx
-
-    model = onnx.load(str(onnx_file), load_external_data=False)
-    base = Path(onnx_file).parent.resolve()
-    tensors = list(model.graph.initializer)
-    for node in model.graph.node:
-        for attribute in node.attribute:
-            if attribute.HasField("t"):
-                tensors.append(attribute.t)
-    for tensor in tensors:
-        for entry in tensor.external_data:
-            if entry.key != "location":
-                continue
-            location = Path(entry.value)
-            resolved = (base / location).resolve()
-            if location.is_absolute() or ".." in location.parts or not resolved.is_relative_to(base):
-                raise UnsafeInputError(
-                    f"ONNX tensor {tensor.name!r} points its external data outside the model folder "
-                    f"({entry.value!r}); refused"
-                )
+__all__ = ["BASELINE_NAME", "check_onnx_external_data", "resolve_model", "task_of_folder"]

@@ -3,16 +3,26 @@
 Everything a user uploads is hostile until checked. ``extract_model_zip`` refuses,
 with an ``UnsafeInputError`` whose message says why:
 
-* anything that is not a zip archive, encrypted or unsupported entries;
-* entry names with ``..``, absolute paths, drive letters, backslashes or NUL bytes;
-* symlinks and other special files (mode bits in ``external_attr``);
+* anything that is not a zip archive (tar, gzip and other archives are named as
+  such), encrypted or unsupported entries;
+* entry names with ``..``, absolute paths, drive letters, backslashes or NUL bytes,
+  also after Unicode NFKC normalisation (``\uff0e\uff0e`` → ``..``); path
+  components over 255 bytes; a name used both as a file and as a folder;
+* symlinks, hard links and other special files (mode bits in ``external_attr``);
 * too many files, too many bytes (declared sizes *and* bytes counted while
   extracting) and compression ratios typical of zip bombs;
-* models that need custom code (``auto_map``: ``trust_remote_code`` is never used);
+* models that need custom code (``auto_map``, ``trust_remote_code`` or
+  ``custom_pipelines`` in any ``*config.json``: remote code is never run);
 * pickle checkpoints (``pytorch_model.bin``, ``*.pt``, ``*.pkl``, ``*.ckpt``...) when
   there are no ``*.safetensors`` weights: unpickling can execute code. When both
   are present the pickle files are simply not extracted;
-* ``*.safetensors`` files whose header is malformed or points outside the file.
+* ``*.safetensors`` files whose header is malformed (over 100 MB, longer than the
+  file, not a JSON object starting with ``{``, duplicate names, unknown dtypes),
+  whose tensors lie outside the data, overlap or leave gaps, or whose byte length
+  does not match dtype × shape;
+* ``*.onnx`` files whose external data points outside the folder
+  (``optimizers.onnx_safety``) and ``*.gguf`` files with an invalid header
+  (``optimizers.gguf_info.read_gguf``).
 
 Extraction writes only inside ``dest_dir``; on any error that folder is removed.
 No Django here: the web app and the CLI share these checks.
@@ -25,6 +35,7 @@ import math
 import re
 import shutil
 import stat
+import unicodedata
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -40,6 +51,21 @@ MAX_COMPRESSION_RATIO = 100
 SAFETENSORS_MAX_HEADER_BYTES = 100_000_000
 JSON_CONFIG_MAX_BYTES = 10 << 20
 PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib"})
+#: Longest file or folder name most file systems accept (ext4, NTFS), in bytes.
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4096
+#: Keys that make transformers import code shipped with the model.
+REMOTE_CODE_KEYS = ("auto_map", "trust_remote_code", "custom_pipelines")
+#: Magic numbers of archive formats people upload instead of a zip: (offset, bytes, name).
+_OTHER_ARCHIVES = (
+    (0, b"\x1f\x8b", "gzip (.tar.gz / .tgz)"),
+    (0, b"BZh", "bzip2 (.tar.bz2)"),
+    (0, b"\xfd7zXZ\x00", "xz (.tar.xz)"),
+    (0, b"\x28\xb5\x2f\xfd", "zstandard (.tar.zst)"),
+    (0, b"7z\xbc\xaf\x27\x1c", "7-Zip"),
+    (0, b"Rar!", "RAR"),
+    (257, b"ustar", "tar"),
+)
 #: Archive noise added by macOS Finder; never extracted.
 IGNORED_PREFIXES = ("__MACOSX/",)
 IGNORED_NAMES = frozenset({".DS_Store"})
@@ -66,6 +92,8 @@ _DTYPE_BYTES = {
     "F64": 8,
     "C64": 8,
 }
+#: Sub-byte safetensors dtypes, in bits per element (packed; the byte length is rounded up).
+_DTYPE_BITS = {"F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
 
 
 @dataclass(frozen=True)
@@ -108,7 +136,20 @@ def extract_model_zip(zip_path: Path, dest_dir: Path, max_total_bytes: int, max_
         raise
 
 
+def _other_archive(path: Path) -> str | None:
+    """The name of the non-zip archive format ``path`` starts with, if any."""
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    return next((name for offset, magic, name in _OTHER_ARCHIVES if head[offset : offset + len(magic)] == magic), None)
+
+
 def _extract(zip_path: Path, dest: Path, max_total_bytes: int, max_files: int) -> tuple[str, ...]:
+    # Checked before is_zipfile: a tar whose last member is a zip would pass for a zip.
+    if kind := _other_archive(zip_path):
+        raise UnsafeInputError(
+            f"the upload is a {kind} archive; only .zip is accepted (tar archives are not, because their "
+            "links and device entries are unsafe to extract): zip the model folder saved with save_pretrained"
+        )
     if not zipfile.is_zipfile(zip_path):
         raise UnsafeInputError("the upload is not a zip archive: zip the model folder saved with save_pretrained")
     try:
@@ -160,6 +201,7 @@ def _plan(
 
     files = _strip_common_folder(files)
     names = {path.as_posix() for _, path in files}
+    _refuse_file_folder_clashes(names)
     if "config.json" not in names:
         raise UnsafeInputError(
             "config.json is missing: upload a zip of a Hugging Face model folder (as written by save_pretrained)"
@@ -186,27 +228,51 @@ def _plan(
     return kept, tuple(skipped)
 
 
+def _refuse_file_folder_clashes(names: set[str]) -> None:
+    """A name that is a file and also the folder of another entry cannot be extracted."""
+    for name in names:
+        parts = PurePosixPath(name).parts
+        for depth in range(1, len(parts)):
+            prefix = "/".join(parts[:depth])
+            if prefix in names:
+                raise UnsafeInputError(f"'{prefix}' is both a file and the folder of '{name}'")
+
+
 def _safe_entry_path(info: zipfile.ZipInfo) -> PurePosixPath:
     """The entry's relative path; refuse names or types that could escape the folder."""
     name = info.orig_filename
     if "\0" in name:
         raise UnsafeInputError(f"entry name {name!r} contains a NUL byte")
-    if "\\" in name:
-        raise UnsafeInputError(f"entry '{name}' contains a backslash; only '/' separators are accepted")
-    if name.startswith("/"):
-        raise UnsafeInputError(f"entry '{name}' is an absolute path")
-    if _DRIVE_LETTER.match(name):
-        raise UnsafeInputError(f"entry '{name}' starts with a drive letter")
-    path = PurePosixPath(name)
-    if ".." in path.parts:
-        raise UnsafeInputError(f"entry '{name}' contains '..' (path traversal)")
-    if not path.parts:
-        raise UnsafeInputError(f"entry name {name!r} is empty")
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        raise UnsafeInputError(f"entry name {name[:40]!r}… is longer than {MAX_PATH_BYTES} bytes")
+    # Compatibility forms (fullwidth dots and slashes, "‥") become "..", "/" on some systems and tools.
+    normalized = unicodedata.normalize("NFKC", name)
+    if normalized != name:
+        _check_entry_name(normalized, f"{name!r} (normalized to {normalized!r})")
+    path = _check_entry_name(name, f"'{name}'")
     kind = stat.S_IFMT(info.external_attr >> 16)
     if kind == stat.S_IFLNK:
         raise UnsafeInputError(f"entry '{name}' is a symbolic link; links are refused")
     if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
         raise UnsafeInputError(f"entry '{name}' is a special file; only regular files are accepted")
+    return path
+
+
+def _check_entry_name(name: str, shown: str) -> PurePosixPath:
+    if "\\" in name:
+        raise UnsafeInputError(f"entry {shown} contains a backslash (a Windows path); only '/' separators are accepted")
+    if name.startswith("/"):
+        raise UnsafeInputError(f"entry {shown} is an absolute path")
+    if _DRIVE_LETTER.match(name):
+        raise UnsafeInputError(f"entry {shown} starts with a drive letter (a Windows path)")
+    path = PurePosixPath(name)
+    if ".." in path.parts:
+        raise UnsafeInputError(f"entry {shown} contains '..' (path traversal)")
+    if not path.parts:
+        raise UnsafeInputError(f"entry name {shown} is empty")
+    for part in path.parts:
+        if len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+            raise UnsafeInputError(f"entry {shown[:60]}… has a name longer than {MAX_NAME_BYTES} bytes")
     return path
 
 
@@ -251,19 +317,16 @@ def _copy_entry(
 
 def _inspect_model_folder(folder: Path, skipped: tuple[str, ...]) -> UploadedModel:
     config = _read_json_object(folder / "config.json")
-    if "auto_map" in config:
-        raise UnsafeInputError(
-            "config.json has 'auto_map': this model needs its own Python code (trust_remote_code), "
-            "which is never run here. Upload a model of an architecture built into transformers"
-        )
-    tokenizer_config = folder / "tokenizer_config.json"
-    if tokenizer_config.is_file() and "auto_map" in _read_json_object(tokenizer_config):
-        raise UnsafeInputError(
-            "tokenizer_config.json has 'auto_map': the tokenizer needs custom code (trust_remote_code), "
-            "which is never run here"
-        )
+    for path in sorted(folder.glob("*config.json")):
+        values = config if path.name == "config.json" else _read_json_object(path)
+        if found := [key for key in REMOTE_CODE_KEYS if key in values]:
+            raise UnsafeInputError(
+                f"{path.name} has {found[0]!r}: this model needs its own Python code (trust_remote_code), "
+                "which is never run here. Upload a model of an architecture built into transformers"
+            )
     for weights in sorted(folder.rglob("*.safetensors")):
         validate_safetensors(weights, display_name=weights.relative_to(folder).as_posix())
+    _check_other_model_files(folder)
     return UploadedModel(
         folder=folder,
         format="hf",
@@ -272,6 +335,20 @@ def _inspect_model_folder(folder: Path, skipped: tuple[str, ...]) -> UploadedMod
         size_bytes=size_bytes(folder),
         skipped=skipped,
     )
+
+
+def _check_other_model_files(folder: Path) -> None:
+    """ONNX graphs and GGUF files in the upload get their own header checks (loaded by other runtimes)."""
+    from optimizers.gguf_info import read_gguf
+    from optimizers.onnx_safety import check_onnx_external_data
+
+    for path in sorted(folder.rglob("*.onnx")):
+        check_onnx_external_data(path)
+    for path in sorted(folder.rglob("*.gguf")):
+        try:
+            read_gguf(path)
+        except UnsafeInputError as error:
+            raise UnsafeInputError(f"{path.relative_to(folder).as_posix()}: {error}") from None
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
@@ -316,26 +393,64 @@ def validate_safetensors(path: Path, display_name: str | None = None) -> None:
         if 8 + header_len > file_size:
             raise UnsafeInputError(f"{label}: safetensors header length points past the end of the file")
         raw = handle.read(header_len)
+    # The format requires the header to start with '{' (readers rely on it to tell it from other files).
+    if not raw.startswith(b"{"):
+        raise UnsafeInputError(f"{label}: safetensors header does not start with '{{' (not a JSON object)")
     try:
-        header = json.loads(raw.decode("utf-8"))
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_refuse_duplicate_keys)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise UnsafeInputError(f"{label}: safetensors header is not valid JSON") from None
+    except _DuplicateKey as duplicate:
+        raise UnsafeInputError(f"{label}: safetensors header names {duplicate.args[0]!r} twice") from None
     if not isinstance(header, dict):
         raise UnsafeInputError(f"{label}: safetensors header must be a JSON object")
     data_len = file_size - 8 - header_len
+    ranges = []
     for name, entry in header.items():
         if name == "__metadata__":
             if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
                 raise UnsafeInputError(f"{label}: __metadata__ must map strings to strings")
             continue
-        _check_tensor_entry(label, name, entry, data_len)
+        ranges.append((*_check_tensor_entry(label, name, entry, data_len), name))
+    _check_layout(label, sorted(ranges), data_len)
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads keeps the last duplicate silently; two tensors of one name could hide one from a check.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(key)
+        result[key] = value
+    return result
+
+
+def _check_layout(label: str, ranges: list[tuple[int, int, str]], data_len: int) -> None:
+    """Tensors must tile the data section exactly: no overlap (aliasing), no gap, nothing after."""
+    position = 0
+    previous = None
+    for begin, end, name in ranges:
+        if begin < position:
+            raise UnsafeInputError(
+                f"{label}: tensor '{name}' overlaps tensor '{previous}' (data_offsets {begin}..{end})"
+            )
+        if begin > position:
+            raise UnsafeInputError(f"{label}: {begin - position} unused bytes before tensor '{name}'")
+        position, previous = end, name
+    if position != data_len:
+        raise UnsafeInputError(f"{label}: {data_len - position} bytes after the last tensor belong to no tensor")
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_tensor_entry(label: str, name: str, entry: Any, data_len: int) -> None:
+def _check_tensor_entry(label: str, name: str, entry: Any, data_len: int) -> tuple[int, int]:
+    """(begin, end) of one tensor's bytes in the data section, after checking its entry."""
     if not isinstance(entry, dict):
         raise UnsafeInputError(f"{label}: tensor '{name}' has no dtype/shape/data_offsets")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
@@ -348,8 +463,18 @@ def _check_tensor_entry(label: str, name: str, entry: Any, data_len: int) -> Non
     begin, end = offsets
     if not 0 <= begin <= end <= data_len:
         raise UnsafeInputError(f"{label}: tensor '{name}' data_offsets [{begin}, {end}] lie outside the file")
-    if dtype in _DTYPE_BYTES and end - begin != math.prod(shape) * _DTYPE_BYTES[dtype]:
-        raise UnsafeInputError(f"{label}: tensor '{name}' byte length does not match its dtype and shape")
+    if dtype in _DTYPE_BYTES:
+        expected = math.prod(shape) * _DTYPE_BYTES[dtype]
+    elif dtype in _DTYPE_BITS:
+        expected = math.ceil(math.prod(shape) * _DTYPE_BITS[dtype] / 8)
+    else:
+        raise UnsafeInputError(f"{label}: tensor '{name}' has an unknown dtype {dtype[:20]!r}")
+    if end - begin != expected:
+        raise UnsafeInputError(
+            f"{label}: tensor '{name}' byte length {end - begin} does not match its dtype and shape "
+            f"({dtype} {shape} = {expected} bytes)"
+        )
+    return begin, end
 
 
 def validate_jsonl_dataset(path: Path, max_rows: int = 1_000_000, max_line_bytes: int = 1 << 20) -> DatasetInfo:

@@ -12,9 +12,13 @@ Every deployment knob is an environment variable with a local default, so
 ``REDIS_URL``           Celery broker (default ``redis://127.0.0.1:6379/0``)
 ``INFEROPT_JOB_SOFT_TIME_LIMIT`` / ``INFEROPT_JOB_HARD_TIME_LIMIT``  seconds (3600 / 3900)
 ``INFEROPT_UPLOAD_MAX_BYTES``    largest accepted upload (2 GiB)
+``INFEROPT_LOGIN_MAX_FAILURES`` / ``INFEROPT_LOGIN_WINDOW_S``  failed sign-ins per username and
+                        address before a lockout, and its window in seconds (5 / 900)
 ``INFEROPT_QUICK_BENCHMARK``     bool: jobs use the short benchmark settings (tests)
 ``INFEROPT_GPU_QUEUE_ENABLED``   bool (false): a worker consumes the ``gpu`` queue, so passes that
                         prefer a GPU (gptq, awq, w8a8) are sent there; else they go to ``cpu``
+``INFEROPT_WORKER_HEARTBEAT_S`` / ``INFEROPT_WORKER_LIVE_TIMEOUT_S``  worker capability heartbeat and
+                        how long a silent worker still counts as live (30 / 120 s)
 ``INFEROPT_CPU_PASS_TIME_BUDGET_S``  read by the workers (optimizers library): a pass whose
                         estimate exceeds it on a CPU worker is refused in preflight (3600)
 ``INFEROPT_BASE_URL``   the dashboard's address, for links in notifications (``http://127.0.0.1:8000``)
@@ -92,6 +96,7 @@ INSTALLED_APPS = [
     "webapp.jobs",
     "webapp.reviews",
     "webapp.costs",
+    "webapp.fleet",
 ]
 
 MIDDLEWARE = [
@@ -149,6 +154,12 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# Failed sign-ins per (username, client address) before that pair is locked out for the
+# rest of the window (webapp/accounts/ratelimit.py); counts live in the default cache.
+INFEROPT_LOGIN_MAX_FAILURES = envint("INFEROPT_LOGIN_MAX_FAILURES", "5")
+INFEROPT_LOGIN_WINDOW_S = envint("INFEROPT_LOGIN_WINDOW_S", "900")
+AUTHENTICATION_BACKENDS = ["webapp.accounts.ratelimit.RateLimitedModelBackend"]
+
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/jobs/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -193,6 +204,10 @@ INFEROPT_QUICK_BENCHMARK = envbool("INFEROPT_QUICK_BENCHMARK", "false")
 # No worker registers its capabilities yet: whether a GPU worker consumes the "gpu" queue is
 # configured. Off, GPU-preferring passes run on "cpu" when their estimate fits the worker.
 INFEROPT_GPU_QUEUE_ENABLED = envbool("INFEROPT_GPU_QUEUE_ENABLED", "false")
+# Worker capability registry (webapp/fleet): each worker re-probes and writes its row every
+# HEARTBEAT seconds; a worker silent for LIVE_TIMEOUT seconds no longer counts for routing.
+INFEROPT_WORKER_HEARTBEAT_S = envint("INFEROPT_WORKER_HEARTBEAT_S", "30")
+INFEROPT_WORKER_LIVE_TIMEOUT_S = envint("INFEROPT_WORKER_LIVE_TIMEOUT_S", "120")
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True

@@ -6,6 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from webapp import views
+from webapp.accounts.ratelimit import RateLimitedLoginView
 from webapp.catalog import api as catalog_api
 from webapp.jobs import api as jobs_api
 from webapp.reviews import api as reviews_api
@@ -27,13 +28,17 @@ api_patterns = [
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", RateLimitedLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("webapp.catalog.urls")),
     path("", include("webapp.jobs.urls")),
     path("", include("webapp.reviews.urls")),
     path("", include("webapp.accounts.urls")),
     path("", include("webapp.costs.urls")),
+    path("", include("webapp.fleet.urls")),
     path("api/v1/", include((api_patterns, "api"))),
     path("admin/", admin.site.urls),
 ]
+
+# Oversized or malformed requests (too many fields or files) as 400 pages / API JSON, not 500.
+handler400 = "webapp.views.bad_request"

@@ -1,10 +1,13 @@
-"""Project-level pages: the home redirect and the API documentation page."""
+"""Project-level pages: the home redirect, the API documentation page and the 400 handler."""
 
 from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from drf_spectacular.generators import SchemaGenerator
 
@@ -45,3 +48,27 @@ def api_docs(request):
                 }
             )
     return render(request, "api_docs.html", {"operations": operations, "info": schema.get("info", {})})
+
+
+def _bad_request_reason(exception) -> str:
+    if isinstance(exception, TooManyFieldsSent):
+        return f"the request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} form fields"
+    if isinstance(exception, TooManyFilesSent):
+        return f"the request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files"
+    if isinstance(exception, RequestDataTooBig):
+        return "the request's form fields are larger than the limit (send large content as a file)"
+    return "the request could not be processed"
+
+
+def bad_request(request, exception=None):
+    """``handler400``: Django's refusals of oversized or malformed requests, with the reason.
+
+    Raised while parsing the body (``DATA_UPLOAD_MAX_NUMBER_FIELDS`` / ``_FILES`` /
+    ``_MEMORY_SIZE``, other suspicious operations), before any view runs; API
+    clients (``/api/``) get the ``{"error": ...}`` JSON every API error has, pages a
+    short HTML page. Never a 500.
+    """
+    reason = _bad_request_reason(exception)
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": reason}, status=400)
+    return render(request, "400.html", {"reason": reason}, status=400)

@@ -7,7 +7,12 @@ from pathlib import Path
 
 
 def device_name(device: str) -> str:
-    """``cpu: <model name> (<n> logical cores)`` for the CPU; other devices as given."""
+    """``cpu: <model name> (<n> logical cores)``; ``cuda: <GPU name> (compute capability X.Y)``; others as given.
+
+    Called in the (isolated) benchmark process, where touching CUDA is fine.
+    """
+    if device.startswith("cuda"):
+        return _cuda_name(device)
     if device != "cpu":
         return device
     try:
@@ -17,3 +22,16 @@ def device_name(device: str) -> str:
     except OSError:
         pass
     return f"cpu ({os.cpu_count()} logical cores)"
+
+
+def _cuda_name(device: str) -> str:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            index = torch.device(device).index or 0
+            major, minor = torch.cuda.get_device_capability(index)
+            return f"cuda: {torch.cuda.get_device_name(index)} (compute capability {major}.{minor})"
+    except Exception:  # a name is a label: never fail a benchmark over it
+        pass
+    return device

@@ -82,6 +82,10 @@ def measure(artifact: ModelArtifact, settings: BenchmarkSettings) -> Measurement
         from optimizers.benchmark.generation import measure_generation
 
         return Measurement(*measure_generation(artifact, settings))
+    if artifact.task == "image-classification":
+        from optimizers.benchmark.images import measure_image_classifier
+
+        return Measurement(*measure_image_classifier(artifact, settings))
     raise PassError(f"benchmarks for task {artifact.task} are not available yet")
 
 

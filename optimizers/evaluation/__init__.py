@@ -34,7 +34,17 @@ def _causal_lm(dataset: str | None, max_samples: int, batch_size: int) -> Evalua
     return CausalLMEvaluator(dataset, max_samples, batch_size)
 
 
-_EVALUATORS = {"feature-extraction": _feature_extraction, "causal-lm": _causal_lm}
+def _image_classification(dataset: str | None, max_samples: int, batch_size: int) -> Evaluator:
+    from optimizers.evaluation.image_classification import ImageClassificationEvaluator
+
+    return ImageClassificationEvaluator(dataset, max_samples, batch_size)
+
+
+_EVALUATORS = {
+    "feature-extraction": _feature_extraction,
+    "causal-lm": _causal_lm,
+    "image-classification": _image_classification,
+}
 
 
 def supported_tasks() -> tuple[str, ...]:

@@ -44,10 +44,17 @@ def _load_builtin_passes() -> None:
         int4_weight_only,
         llm_compressor,
         onnx_export,
+        openvino_quantize,
         ort_optimize,
         ort_quantize_dynamic,
+        ort_quantize_static,
+        prune_unstructured,
+        qat,
+        sparsity_2_4,
         torch_quantize_dynamic,
     )
+    from optimizers.passes import tensorrt_build  # noqa: F401  (GPU workers only; never run here)
+    from optimizers.passes import prune_structured  # noqa: F401
 
 
 __all__ = ["Pass", "PassConfig", "PassContext", "Preflight", "Requirements", "all_passes", "get_pass", "register"]

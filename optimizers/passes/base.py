@@ -21,6 +21,9 @@ from pydantic import BaseModel, ConfigDict
 from optimizers.artifacts import ModelArtifact
 from optimizers.errors import CancelledError, PreflightError
 
+#: ``Pass.output_format`` of a pass whose output has its input's format (e.g. pruning: hf → hf, torch → torch).
+SAME_AS_INPUT = "same-as-input"
+
 
 class PassConfig(BaseModel):
     """Base for pass configs: unknown keys are errors, not silently ignored."""
@@ -82,6 +85,11 @@ class Pass(ABC):
     tasks: ClassVar[tuple[str, ...]]
     output_format: ClassVar[str]
     requires: ClassVar[Requirements] = Requirements()
+
+    @classmethod
+    def output_format_for(cls, input_format: str | None) -> str | None:
+        """Format this pass produces from ``input_format`` (``SAME_AS_INPUT`` passes keep it)."""
+        return input_format if cls.output_format == SAME_AS_INPUT else cls.output_format
 
     def parse_config(self, values: dict[str, Any] | None) -> PassConfig:
         """Validate raw values into this pass's ``Config`` (pydantic errors propagate)."""

@@ -1,4 +1,10 @@
-"""``onnx_export``: PyTorch (Hugging Face folder) → ONNX with dynamic batch and sequence axes.
+"""``onnx_export``: PyTorch → ONNX, verified against PyTorch.
+
+Two inputs are accepted: a Hugging Face encoder folder (``hf``,
+feature-extraction; dynamic batch and sequence axes, output
+``last_hidden_state``) and an InferOpt-native module (``torch``,
+image-classification, e.g. ``zoo:digits-cnn``; input ``pixel_values``
+N×C×H×W with a dynamic batch axis, output ``logits``).
 
 After export the graph is run in ONNX Runtime on inputs of two different
 shapes (so a frozen axis is caught) and compared with PyTorch; a difference
@@ -41,16 +47,22 @@ class OnnxExport(Pass):
     name = "onnx_export"
     title = "ONNX export"
     description = (
-        "Export a Hugging Face model to ONNX (dynamic batch and sequence axes) and verify "
-        "ONNX Runtime's output against PyTorch."
+        "Export a Hugging Face encoder (dynamic batch and sequence axes) or an image classifier "
+        "(dynamic batch axis) to ONNX and verify ONNX Runtime's output against PyTorch."
     )
     Config = OnnxExportConfig
-    input_formats = ("hf",)
-    tasks = ("feature-extraction",)
+    input_formats = ("hf", "torch")
+    tasks = ("feature-extraction", "image-classification")
     output_format = "onnx"
 
     def preflight(self, artifact: ModelArtifact, config: PassConfig) -> Preflight:
         report = super().preflight(artifact, config)
+        expected_task = {"hf": "feature-extraction", "torch": "image-classification"}[artifact.format]
+        if artifact.task != expected_task:
+            raise PreflightError(
+                f"onnx_export exports {artifact.format} models for {expected_task} only; "
+                f"'{artifact.name}' is {artifact.task}"
+            )
         if artifact.metadata.get("weights"):
             raise PreflightError(
                 f"{artifact.name} holds PyTorch-quantized weights, which ONNX export does not support; "
@@ -60,6 +72,8 @@ class OnnxExport(Pass):
         return report
 
     def run(self, artifact: ModelArtifact, config: OnnxExportConfig, ctx: PassContext) -> ModelArtifact:
+        if artifact.format == "torch":
+            return self._export_image_classifier(artifact, config, ctx)
         import torch
         from transformers import AutoModel
 
@@ -117,6 +131,79 @@ class OnnxExport(Pass):
             config=config.model_dump(),
             metadata={"verified_max_abs_diff": worst, "opset": config.opset, "inputs": input_names},
         )
+
+    def _export_image_classifier(
+        self, artifact: ModelArtifact, config: OnnxExportConfig, ctx: PassContext
+    ) -> ModelArtifact:
+        """``torch`` module → ONNX: ``pixel_values`` (dynamic batch) in, ``logits`` out."""
+        import torch
+
+        from optimizers.evaluation.images import digits_split
+        from optimizers.models import load_torch_module, read_torch_config
+
+        out = ctx.work_dir
+        out.mkdir(parents=True, exist_ok=True)
+        module = load_torch_module(artifact)
+        shape = tuple(int(v) for v in read_torch_config(artifact).get("input_shape", (1, 8, 8)))
+        # Export and verify on real digits from the calibration split (never the eval split);
+        # a model for another image size gets deterministic noise of its shape instead.
+        images, _ = digits_split("calibration")
+        if images.shape[1:] != shape:
+            images = np.random.default_rng(0).random((8, *shape), dtype=np.float32)
+        sample = torch.from_numpy(images[:2])
+        ctx.log(f"exporting with the {config.exporter} exporter, opset {config.opset}")
+        ctx.progress(0.1, "exporting")
+        onnx_path = out / "model.onnx"
+        dynamo = config.exporter == "dynamo"
+        with torch.inference_mode():
+            torch.onnx.export(
+                module,
+                (sample,),
+                str(onnx_path),
+                input_names=["pixel_values"],
+                output_names=["logits"],
+                dynamic_axes=None if dynamo else {"pixel_values": {0: "batch"}, "logits": {0: "batch"}},
+                dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch", max=4096)}} if dynamo else None,
+                opset_version=config.opset,
+                dynamo=dynamo,
+                external_data=False,
+            )
+        copy_companion_files(artifact.folder, out)
+        ctx.progress(0.7, "verifying against PyTorch")
+        worst = _verify_images(module, onnx_path, [images[:1], images[: min(7, len(images))]])
+        if worst > config.atol:
+            raise PassError(
+                f"ONNX Runtime output differs from PyTorch by {worst:.2e} (tolerance {config.atol:.0e}); "
+                "the export is wrong and was not kept"
+            )
+        ctx.log(f"verified: max abs difference to PyTorch {worst:.2e} over two batch sizes")
+        return ModelArtifact.from_folder(
+            out,
+            name="onnx_export",
+            format="onnx",
+            task=artifact.task,
+            parent=artifact,
+            produced_by=self.name,
+            config=config.model_dump(),
+            metadata={"verified_max_abs_diff": worst, "opset": config.opset, "inputs": ["pixel_values"]},
+        )
+
+
+def _verify_images(module, onnx_path, batches: list[np.ndarray]) -> float:
+    """Largest |ORT − PyTorch| logits difference over image batches of different sizes."""
+    import onnxruntime as ort
+    import torch
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for batch in batches:
+        with torch.inference_mode():
+            expected = module(torch.from_numpy(batch)).numpy()
+        got = session.run(None, {"pixel_values": batch.astype(np.float32)})[0]
+        if got.shape != expected.shape:
+            raise PassError(f"ONNX output shape {got.shape} differs from PyTorch {expected.shape}")
+        worst = max(worst, float(np.max(np.abs(got - expected))))
+    return worst
 
 
 def _encoder_class():

@@ -59,6 +59,9 @@ class LlamaCppRuntime:
         path = artifact.folder / GGUF_FILE
         if not path.is_file():
             raise PreflightError(f"'{artifact.name}' has no {GGUF_FILE}")
+        from optimizers.gguf_info import read_gguf
+
+        read_gguf(path)  # validates the header (counts, dims, alignment) before llama.cpp parses it
         self.device = "cpu"
         self.max_context = context or _trained_context(artifact)
         self._threads = threads or worker_cores()

@@ -19,6 +19,15 @@ def session_options(*, threads: int | None, allow_spinning: bool, level: str = "
     return options
 
 
+#: ONNX input element types → numpy dtypes (token ids are int64, images float32).
+_NUMPY_TYPES = {
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+}
+
 GRAPH_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -40,11 +49,19 @@ class OrtCpuRuntime:
         )
         self.device = "cpu"
         self._input_names = [item.name for item in self.session.get_inputs()]
+        self._input_dtypes = {item.name: _NUMPY_TYPES.get(item.type, np.int64) for item in self.session.get_inputs()}
         self._output_name = self.session.get_outputs()[0].name
 
     def forward(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        feed = {name: inputs[name].astype(np.int64) for name in self._input_names}
+        feed = {name: self._input(inputs, name).astype(self._input_dtypes[name]) for name in self._input_names}
         return self.session.run([self._output_name], feed)[0]
+
+    def _input(self, inputs: dict[str, np.ndarray], name: str) -> np.ndarray:
+        # Image classifiers exported elsewhere often call their one input "input": callers
+        # always pass "pixel_values", so a single-input graph takes it under any name.
+        if name not in inputs and len(self._input_names) == 1 and "pixel_values" in inputs:
+            return inputs["pixel_values"]
+        return inputs[name]
 
     def threads(self) -> dict[str, Any]:
         return {

@@ -74,3 +74,9 @@ def tiny_lm() -> ModelArtifact:
 def tiny_lm_f16(tiny_lm, tmp_path_factory) -> ModelArtifact:
     """``zoo:tiny-lm`` converted to an F16 GGUF by llama.cpp's converter."""
     return run_pass("gguf_convert", tiny_lm, tmp_path_factory.mktemp("gguf") / "f16", outtype="f16")
+
+
+@pytest.fixture(scope="session")
+def digits_cnn() -> ModelArtifact:
+    """``zoo:digits-cnn`` (trained in seconds on first use, then cached under ``~/.cache/inferopt/zoo``)."""
+    return resolve_model("zoo:digits-cnn")

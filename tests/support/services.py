@@ -192,6 +192,8 @@ def start_celery_worker(
         "DATABASE_URL": database_url,
         "INFEROPT_DATA_DIR": str(data_dir),
         "INFEROPT_QUICK_BENCHMARK": "1",
+        # Short capability heartbeat: transactional tests flush the registry row between tests.
+        "INFEROPT_WORKER_HEARTBEAT_S": "5",
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }

@@ -17,7 +17,7 @@ def test_passes_lists_every_registered_pass_with_its_schema(owner):
     by_name = {entry["name"]: entry for entry in body}
     assert {"onnx_export", "ort_optimize", "ort_quantize_dynamic", "torch_quantize_dynamic"} <= set(by_name)
     export = by_name["onnx_export"]
-    assert export["input_formats"] == ["hf"] and export["output_format"] == "onnx"
+    assert export["input_formats"] == ["hf", "torch"] and export["output_format"] == "onnx"
     assert export["config_schema"]["properties"]["opset"]["minimum"] == 17
 
 

@@ -68,3 +68,10 @@ def test_setup_demo_is_idempotent():
     entry = ModelEntry.objects.get(reference="zoo:minilm")
     assert (entry.name, entry.team, entry.format, entry.task) == ("MiniLM-L6 (demo)", None, "hf", "feature-extraction")
     assert len(entry.sha256) == 64 and entry.size_bytes > 10_000_000
+
+
+def test_setup_demo_lists_the_digits_cnn_as_a_torch_image_classifier():
+    run("setup_demo")
+    entry = ModelEntry.objects.get(reference="zoo:digits-cnn")
+    assert (entry.team, entry.format, entry.task) == (None, "torch", "image-classification")
+    assert len(entry.sha256) == 64 and entry.size_bytes > 100_000

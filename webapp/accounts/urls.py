@@ -11,4 +11,6 @@ urlpatterns = [
     path("teams/<int:pk>/members/<int:membership_id>/role/", views.member_role, name="member_role"),
     path("teams/<int:pk>/members/<int:membership_id>/remove/", views.member_remove, name="member_remove"),
     path("teams/<int:pk>/webhook/", views.webhook, name="webhook"),
+    path("account/tokens/", views.token_list, name="tokens"),
+    path("account/tokens/<int:pk>/revoke/", views.token_revoke, name="token_revoke"),
 ]

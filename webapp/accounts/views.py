@@ -1,4 +1,7 @@
-"""Team pages: your teams and their members; team admins add, re-role and remove members and set the webhook."""
+"""Team pages: your teams and their members; team admins add, re-role and remove members and set the webhook.
+
+Token pages: each user lists, creates and revokes their own API tokens (only the hash is stored).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from webapp.accounts.models import Membership
+from webapp.accounts.models import ApiToken, Membership
 from webapp.accounts.services import (
     TeamError,
     add_member,
@@ -102,3 +105,25 @@ def webhook(request, pk: int):
         return _refused(request, team, error)
     messages.success(request, "Webhook saved." if team.webhook_url else "Webhook removed.")
     return redirect("accounts:team", pk=team.pk)
+
+
+@login_required
+def token_list(request):
+    """Your API tokens; POST ``name`` creates one and shows its key once (it is stored hashed)."""
+    new_key = None
+    if request.method == "POST":
+        name = request.POST.get("name", "").strip()[:100] or "web"
+        token, new_key = ApiToken.issue(request.user, name)
+        messages.success(request, f"Token {token.prefix}… created. Copy it now: it is not shown again.")
+    tokens = ApiToken.objects.filter(user=request.user)
+    return render(request, "accounts/token_list.html", {"tokens": tokens, "new_key": new_key})
+
+
+@login_required
+@require_POST
+def token_revoke(request, pk: int):
+    """Revoke one of your own tokens (others' are 404); requests with it get 401 from then on."""
+    token = get_object_or_404(ApiToken.objects.filter(user=request.user), pk=pk)
+    ApiToken.objects.filter(pk=token.pk).update(revoked=True)
+    messages.success(request, f"Token {token.prefix}… revoked.")
+    return redirect("accounts:tokens")

@@ -23,6 +23,7 @@ class ModelEntry(models.Model):
     class Format(models.TextChoices):
         HF = "hf", "Hugging Face"
         ONNX = "onnx", "ONNX"
+        TORCH = "torch", "PyTorch module (InferOpt)"
 
     class Source(models.TextChoices):
         ZOO = "zoo", "Built-in demo"

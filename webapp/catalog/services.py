@@ -13,7 +13,7 @@ from django.db import transaction
 from optimizers.errors import RecipeError
 from optimizers.hashing import sha256_file, sha256_path, size_bytes
 from optimizers.uploads import extract_model_zip, validate_jsonl_dataset
-from optimizers.zoo import BUILT_MODELS, ZOO_MODELS, ZOO_PREFIX, zoo_model_folder
+from optimizers.zoo import BUILT_MODELS, ZOO_MODELS, ZOO_PREFIX, zoo_format, zoo_model_folder
 from webapp.catalog.models import Dataset, ModelEntry
 
 #: Built-in entries every user sees: (name, reference).
@@ -21,6 +21,7 @@ DEMO_MODELS = [
     ("MiniLM-L6 (demo)", "zoo:minilm"),
     ("Tiny LM (demo, Llama)", "zoo:tiny-lm"),
     ("Tiny LM draft (demo)", "zoo:tiny-lm-draft"),
+    ("Digits CNN (demo, image classification)", "zoo:digits-cnn"),
 ]
 
 _fingerprints: dict[str, tuple[str, int]] = {}
@@ -42,7 +43,7 @@ def _zoo_fingerprint(reference: str) -> tuple[str, int]:
 
 
 def build_demo_models(progress=None) -> list[str]:
-    """Train the demo models that are built locally (``zoo:tiny-lm``, ``zoo:tiny-lm-draft``) if missing.
+    """Train the locally built demo models (``zoo:tiny-lm``, ``zoo:tiny-lm-draft``, ``zoo:digits-cnn``) if missing.
 
     Cached on disk: a no-op once built. ``progress(reference, fraction, message)``
     follows each build. Returns the references that are ready.
@@ -67,7 +68,7 @@ def ensure_demo_models() -> list[ModelEntry]:
         entry, created = ModelEntry.objects.get_or_create(
             team=None,
             reference=reference,
-            defaults={"name": name, "format": ModelEntry.Format.HF, "task": task, "source": ModelEntry.Source.ZOO},
+            defaults={"name": name, "format": zoo_format(reference), "task": task, "source": ModelEntry.Source.ZOO},
         )
         if created or not entry.sha256:
             entry.sha256, entry.size_bytes = _zoo_fingerprint(reference)

@@ -20,7 +20,7 @@ from optimizers.passes.base import Preflight
 from optimizers.passes.llm_common import cpu_time_budget_s
 from optimizers.recipe import Recipe
 from optimizers.zoo import is_zoo_reference, zoo_model_folder
-from webapp.jobs.services import queue_for
+from webapp.jobs.services import route_recipe
 
 
 @dataclass
@@ -89,7 +89,7 @@ def estimate_recipe(model_entry, recipe_mapping: dict[str, Any]) -> RecipeEstima
                 fits_cpu_budget=None if cpu.estimated_seconds is None else cpu.estimated_seconds <= budget,
             )
         )
-    return RecipeEstimate(queue=queue_for(recipe), cpu_time_budget_s=budget, steps=steps)
+    return RecipeEstimate(queue=route_recipe(recipe), cpu_time_budget_s=budget, steps=steps)
 
 
 def _baseline(model_entry) -> ModelArtifact:

@@ -230,17 +230,23 @@ class NewJobForm(forms.Form):
         "recovery_ratio, min_speedup, max_size_ratio. Empty: the default gate.",
     )
 
-    def __init__(self, *args, user, passes: list[dict[str, Any]], **kwargs):
+    def __init__(self, *args, user, passes: list[dict[str, Any]], unavailable: dict[str, str] | None = None, **kwargs):
+        """``unavailable``: pass name → why no live worker can run it; those checkboxes are disabled."""
         super().__init__(*args, **kwargs)
         self.fields["team"].queryset = teams_of(user)
         self.fields["model"].queryset = ModelEntry.objects.visible_to(user)
         self.fields["dataset"].queryset = Dataset.objects.visible_to(user)
+        unavailable = unavailable or {}
+        passes = [{**info, "unavailable": unavailable.get(info["name"], "")} for info in passes]
         self.passes = passes
         self.config_specs: dict[str, list[ConfigField]] = {}
         orders = _default_orders([info["name"] for info in passes])
         for info in passes:
             name = info["name"]
-            self.fields[f"p__{name}__enabled"] = forms.BooleanField(required=False, label=info["title"])
+            # A disabled field ignores what is posted: a technique no live worker can run is never submitted here.
+            self.fields[f"p__{name}__enabled"] = forms.BooleanField(
+                required=False, label=info["title"], disabled=bool(info["unavailable"])
+            )
             self.fields[f"p__{name}__order"] = forms.IntegerField(
                 required=False, initial=orders[name], label="Order", widget=forms.NumberInput(attrs={"step": 1})
             )

@@ -48,6 +48,17 @@ def queue_for(recipe: Recipe) -> str:
     return CPU_QUEUE
 
 
+def route_recipe(recipe) -> str:
+    """The queue for ``recipe`` by the live workers' capabilities (``webapp.fleet.routing``).
+
+    Falls back to ``queue_for`` while no worker is live; raises ``RoutingError`` (a
+    ``RecipeError``: form error / HTTP 400) naming each pass no live worker can run and why.
+    """
+    from webapp.fleet.routing import route_steps
+
+    return route_steps([step.pass_name for step in recipe.steps], static_queue=lambda: queue_for(recipe))
+
+
 def default_job_name(model_entry, recipe: Recipe) -> str:
     steps = " → ".join(step.pass_name for step in recipe.steps) or "baseline only"
     return f"{model_entry.name}: {steps}"[:200]
@@ -74,7 +85,7 @@ def submit_job(user, team, model_entry, recipe_mapping: dict[str, Any], dataset=
         model=model_entry,
         dataset=dataset,
         recipe=recipe.to_raw(),
-        queue=queue_for(recipe),
+        queue=route_recipe(recipe),
         celery_task_id=str(uuid.uuid4()),
     )
     job_id = job.pk
@@ -128,7 +139,7 @@ def submit_search_job(user, team, model_entry, mapping: dict[str, Any], dataset=
         model=model_entry,
         dataset=dataset,
         recipe={"mode": "search", **space.model_dump(mode="json", exclude_none=True)},
-        queue=queue_for(SimpleNamespace(steps=steps)),
+        queue=route_recipe(SimpleNamespace(steps=steps)),
         celery_task_id=str(uuid.uuid4()),
     )
     job_id = job.pk

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 from optimizers.errors import RecipeError
 from optimizers.passes import all_passes
 from webapp.catalog.services import ensure_demo_models
+from webapp.fleet.routing import pass_availability
 from webapp.jobs.access import login_or_token_required
 from webapp.jobs.advice import model_advice
 from webapp.jobs.charts import report_figures
@@ -52,7 +53,8 @@ def job_new(request):
     initial = {}
     if request.method == "GET" and (model_id := request.GET.get("model", "")).isdigit():
         initial["model"] = int(model_id)
-    form = NewJobForm(request.POST or None, user=request.user, passes=passes, initial=initial)
+    unavailable = pass_availability(info["name"] for info in passes)
+    form = NewJobForm(request.POST or None, user=request.user, passes=passes, initial=initial, unavailable=unavailable)
     estimates = None
     if request.method == "POST" and form.is_valid() and request.POST.get("action") == "estimate":
         try:  # the Estimate button: per-step memory/time, nothing is submitted

@@ -10,7 +10,8 @@ from webapp.catalog.services import build_demo_models, ensure_demo_models
 class Command(BaseCommand):
     help = (
         "Create the built-in demo models and the 'default' team if missing, and train the demo language "
-        "models (zoo:tiny-lm, zoo:tiny-lm-draft; a few minutes on the CPU the first time, cached after)."
+        "models (zoo:tiny-lm, zoo:tiny-lm-draft; a few minutes on the CPU the first time, cached after) and the "
+        "digits CNN (zoo:digits-cnn; seconds)."
     )
 
     def add_arguments(self, parser):
