@@ -136,12 +136,15 @@ def environment_rows() -> tuple[list[Row], str]:
     providers = onnxruntime_providers()
     if gpus:
         gpu = gpus[0]
-        where = f"GPU: {gpu['name']} (compute capability {gpu['compute_capability'][0]}.{gpu['compute_capability'][1]}, {gpu['memory_mb']} MB)"
+        major, minor = gpu["compute_capability"]
+        where = f"GPU: {gpu['name']} (compute capability {major}.{minor}, {gpu['memory_mb']} MB)"
     else:
         where = f"no CUDA GPU; CPU: {cpu['model']} ({cpu['logical_cores']} logical cores)"
     libs = ", ".join(f"{name} {version}" for name, version in sorted(versions.items()))
-    rows = [Row("environment", "libraries", note=libs or "none tracked"),
-            Row("environment", "onnxruntime providers", note=", ".join(providers) or "onnxruntime not installed")]  # fmt: skip
+    rows = [
+        Row("environment", "libraries", note=libs or "none tracked"),
+        Row("environment", "onnxruntime providers", note=", ".join(providers) or "onnxruntime not installed"),
+    ]
     return rows, where
 
 
@@ -169,7 +172,11 @@ def encoder_rows(settings: Settings, device: str, budget: Budget) -> list[Row]:
     baseline_ms = None
     variants = [("fp32", torch.float32, "eager"), ("fp32", torch.float32, "sdpa")]
     if device == "cuda":
-        variants += [("fp16", torch.float16, "eager"), ("fp16", torch.float16, "sdpa"), ("bf16", torch.bfloat16, "sdpa")]
+        variants += [
+            ("fp16", torch.float16, "eager"),
+            ("fp16", torch.float16, "sdpa"),
+            ("bf16", torch.bfloat16, "sdpa"),
+        ]
     else:
         rows.append(Row(label, "fp16 / bf16", "skipped", note="no CUDA GPU: half precision is timed on a GPU only"))
     for name, dtype, attention in variants:
@@ -184,7 +191,8 @@ def encoder_rows(settings: Settings, device: str, budget: Budget) -> list[Row]:
             if reference is None:
                 reference, baseline_ms = output, ms
             cosine = torch.nn.functional.cosine_similarity(output.flatten(), reference.flatten(), dim=0).item()
-            rows.append(Row(label, f"{name} {attention}", p50_ms=ms, ratio=baseline_ms / ms, note=f"cosine to fp32 eager {cosine:.5f}"))  # fmt: skip
+            note = f"cosine to fp32 eager {cosine:.5f}"
+            rows.append(Row(label, f"{name} {attention}", p50_ms=ms, ratio=baseline_ms / ms, note=note))
             del model
         except Exception as error:
             rows.append(Row(label, f"{name} {attention}", "failed", note=_short(error)))
@@ -209,7 +217,9 @@ def _compile_row(settings, device, budget, ids, mask, baseline_ms, label) -> lis
         with torch.inference_mode():
             compiled(input_ids=ids, attention_mask=mask)
             first_s = time.monotonic() - started
-            ms = _timer(device)(lambda: compiled(input_ids=ids, attention_mask=mask), settings.iterations, settings.warmup)
+            ms = _timer(device)(
+                lambda: compiled(input_ids=ids, attention_mask=mask), settings.iterations, settings.warmup
+            )
         ratio = baseline_ms / ms if baseline_ms else None
         return [Row(label, "fp16 sdpa + torch.compile", p50_ms=ms, ratio=ratio, note=f"first call {first_s:.1f} s")]
     except Exception as error:
@@ -222,7 +232,9 @@ def sparsity_rows(settings: Settings, device: str, budget: Budget) -> list[Row]:
 
     label = "2:4 sparsity Linear"
     if device != "cuda":
-        return [Row(label, "dense vs 2:4", "skipped", note="no CUDA GPU (semi-structured sparse kernels are CUDA only)")]
+        return [
+            Row(label, "dense vs 2:4", "skipped", note="no CUDA GPU (semi-structured sparse kernels are CUDA only)")
+        ]
     if torch.cuda.get_device_capability() < (8, 0):
         return [Row(label, "dense vs 2:4", "skipped", note="needs compute capability ≥ 8.0")]
     if budget.left() < 30:
@@ -243,7 +255,13 @@ def sparsity_rows(settings: Settings, device: str, budget: Budget) -> list[Row]:
         shape = f"{tokens}×{features} · {features}×{features}"
         return [
             Row(label, f"dense fp16 {shape}", p50_ms=dense_ms, ratio=1.0),
-            Row(label, f"2:4 sparse fp16 {shape}", p50_ms=sparse_ms, ratio=dense_ms / sparse_ms, note=f"max |diff| {error.item():.3g}"),  # fmt: skip
+            Row(
+                label,
+                f"2:4 sparse fp16 {shape}",
+                p50_ms=sparse_ms,
+                ratio=dense_ms / sparse_ms,
+                note=f"max |diff| {error.item():.3g}",
+            ),  # fmt: skip
         ]
     except Exception as error:
         return [Row(label, "dense vs 2:4", "failed", note=_short(error))]
@@ -261,7 +279,9 @@ def _export_encoder(settings: Settings, folder: Path) -> Path:
         str(path),
         input_names=["input_ids", "attention_mask"],
         output_names=["last_hidden_state"],
-        dynamic_axes={name: {0: "batch", 1: "sequence"} for name in ("input_ids", "attention_mask", "last_hidden_state")},
+        dynamic_axes={
+            name: {0: "batch", 1: "sequence"} for name in ("input_ids", "attention_mask", "last_hidden_state")
+        },
         opset_version=17,
         dynamo=False,
     )
@@ -278,7 +298,11 @@ def onnxruntime_rows(settings: Settings, device: str, budget: Budget, folder: Pa
     available = ort.get_available_providers()
     wanted = [p for p in ("CUDAExecutionProvider", "TensorrtExecutionProvider") if p in available]
     if device != "cuda" or not wanted:
-        why = "no CUDA GPU" if device != "cuda" else "onnxruntime-gpu not installed (this build has: " + ", ".join(available) + ")"
+        why = (
+            "no CUDA GPU"
+            if device != "cuda"
+            else "onnxruntime-gpu not installed (this build has: " + ", ".join(available) + ")"
+        )
         return [Row(label, "CUDA / TensorRT EP", "skipped", note=why)]
     rows = []
     try:
@@ -300,21 +324,28 @@ def onnxruntime_rows(settings: Settings, device: str, budget: Budget, folder: Pa
 def tensorrt_rows(settings: Settings, device: str, budget: Budget, folder: Path) -> list[Row]:
     label = "TensorRT engine"
     if importlib.util.find_spec("tensorrt") is None:
-        return [Row(label, "fp16 build + run", "skipped", note="tensorrt not installed: never verified on this machine")]
+        return [
+            Row(label, "fp16 build + run", "skipped", note="tensorrt not installed: never verified on this machine")
+        ]
     if device != "cuda":
         return [Row(label, "fp16 build + run", "skipped", note="no CUDA GPU")]
     if budget.left() < 150:
         return [Row(label, "fp16 build + run", "skipped", note="time budget")]
     try:
         import numpy as np
+        import tensorrt as trt
         import torch
 
         from optimizers.artifacts import ModelArtifact
-        from optimizers.passes.tensorrt_build import ENGINE_FILE, ENGINE_METADATA_FILE, build_engine, build_profile
-        from optimizers.passes.tensorrt_build import engine_metadata, graph_inputs
+        from optimizers.passes.tensorrt_build import (
+            ENGINE_FILE,
+            ENGINE_METADATA_FILE,
+            build_engine,
+            build_profile,
+            engine_metadata,
+            graph_inputs,
+        )
         from optimizers.runtimes.tensorrt_gpu import TensorRTRuntime
-
-        import tensorrt as trt
 
         path = _export_encoder(settings, folder)
         profile = build_profile(graph_inputs(path), {}, seq_len=settings.seq, max_seq_len=max(settings.seq, 512))
@@ -333,7 +364,9 @@ def tensorrt_rows(settings: Settings, device: str, budget: Budget, folder: Path)
             profile=profile,
         )
         (engine_dir / ENGINE_METADATA_FILE).write_text(json.dumps(metadata))
-        artifact = ModelArtifact(name="engine", path=str(engine_dir), format="tensorrt", task="feature-extraction", sha256="", size_bytes=len(plan))  # fmt: skip
+        artifact = ModelArtifact(
+            name="engine", path=str(engine_dir), format="tensorrt", task="feature-extraction", sha256="", size_bytes=1
+        )
         runtime = TensorRTRuntime(artifact)
         ids = np.random.default_rng(0).integers(0, 30522, (settings.batch, settings.seq), dtype=np.int64)
         feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
@@ -346,7 +379,8 @@ def tensorrt_rows(settings: Settings, device: str, budget: Budget, folder: Path)
 def llm_compressor_rows() -> list[Row]:
     if importlib.util.find_spec("llmcompressor") is None:
         return [Row("llm-compressor GPTQ", "W4A16 on CUDA", "skipped", note="llmcompressor not installed")]
-    return [Row("llm-compressor GPTQ", "W4A16 on CUDA", "skipped", note="run by tests/gpu/test_llm_quantization_gpu.py (pytest above)")]  # fmt: skip
+    note = "run by tests/gpu/test_llm_quantization_gpu.py (pytest above)"
+    return [Row("llm-compressor GPTQ", "W4A16 on CUDA", "skipped", note=note)]
 
 
 def _short(error: BaseException) -> str:

@@ -81,7 +81,13 @@ def run_recipe(
     timings: dict[str, float] = {}
 
     reporter.progress("prepare", 0.0, f"resolving {recipe.model}")
-    baseline = resolve_model(recipe.model, task=recipe.task, tokenizer=recipe.tokenizer, work_dir=out_dir / "input")
+    baseline = resolve_model(
+        recipe.model,
+        task=recipe.task,
+        tokenizer=recipe.tokenizer,
+        work_dir=out_dir / "input",
+        progress=lambda fraction, message: reporter.progress("build demo model", fraction, f"building {recipe.model}: {message}"),
+    )
     if baseline.task not in supported_tasks():
         raise RecipeError(f"task {baseline.task} cannot be evaluated yet; supported: {', '.join(supported_tasks())}")
     recipe.check_steps(baseline.format)

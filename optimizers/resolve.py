@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from optimizers.artifacts import ONNX_FILE, ModelArtifact
@@ -32,7 +33,12 @@ def task_of_folder(folder: Path) -> str:
 
 
 def resolve_model(
-    reference: str, *, task: str | None = None, tokenizer: str | None = None, work_dir: Path | None = None
+    reference: str,
+    *,
+    task: str | None = None,
+    tokenizer: str | None = None,
+    work_dir: Path | None = None,
+    progress: Callable[[float, str], None] | None = None,
 ) -> ModelArtifact:
     """The baseline artifact for ``reference`` (see module docstring).
 
@@ -40,7 +46,9 @@ def resolve_model(
     tokenizer; without it (validation only) nothing is copied.
     """
     if is_zoo_reference(reference):
-        folder, zoo_task = zoo_model_folder(reference)
+        # A demo model not built yet is trained here (minutes for the tiny LM); ``progress``
+        # follows the build so a job's page shows it instead of a silent "preparing".
+        folder, zoo_task = zoo_model_folder(reference, progress=progress)
         return _describe(folder, zoo_format(reference), task or zoo_task)
     path = Path(reference)
     if not path.exists():

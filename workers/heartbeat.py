@@ -64,7 +64,9 @@ class Heartbeat:
                 close_old_connections()
                 self.beat()
             except Exception:
-                logger.warning("heartbeat of worker %s failed; retrying in %s s", self.hostname, self.interval, exc_info=True)
+                logger.warning(
+                    "heartbeat of worker %s failed; retrying in %s s", self.hostname, self.interval, exc_info=True
+                )
             finally:
                 connection.close()
 

@@ -49,7 +49,9 @@ def check_engine_runs_here(metadata: dict[str, Any]) -> None:
 
         tensorrt_version = tensorrt.__version__
     except ImportError:
-        raise PreflightError(f"TensorRT is not installed here; the engine was built for {describe_target(metadata)}")
+        raise PreflightError(
+            f"TensorRT is not installed here; the engine was built for {describe_target(metadata)}"
+        ) from None
     gpu_name = torch.cuda.get_device_name() if cuda else None
     capability = torch.cuda.get_device_capability() if cuda else None
     problem = portability_problem(

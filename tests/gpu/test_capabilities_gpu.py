@@ -52,7 +52,9 @@ def tiny_encoder_onnx(tmp_path):
     pytest.importorskip("onnx")
     from transformers import AutoModel, BertConfig
 
-    config = BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
+    config = BertConfig(
+        vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128
+    )
     model = AutoModel.from_config(config, attn_implementation="eager").eval()
     ids = torch.randint(0, 1000, (2, 16))
     folder = tmp_path / "onnx"
@@ -126,7 +128,9 @@ def test_onnxruntime_cuda_provider_matches_the_cpu(tiny_encoder_onnx):
     from optimizers.runtimes.onnxruntime_gpu import OrtGpuRuntime
 
     folder, ids, expected = tiny_encoder_onnx
-    artifact = ModelArtifact(name="onnx", path=str(folder), format="onnx", task="feature-extraction", sha256="", size_bytes=1)
+    artifact = ModelArtifact(
+        name="onnx", path=str(folder), format="onnx", task="feature-extraction", sha256="", size_bytes=1
+    )
     runtime = OrtGpuRuntime(artifact, provider="cuda")
     assert runtime.device == "cuda" and "CUDAExecutionProvider" in runtime.threads()["providers"]
     assert np.allclose(runtime.forward({"input_ids": ids, "attention_mask": np.ones_like(ids)}), expected, atol=1e-3)

@@ -58,7 +58,10 @@ def test_probe_is_json_ready(here):
 
 
 def test_cpu_flags_are_read_from_cpuinfo():
-    text = "processor : 0\nmodel name : Intel(R) Xeon(R) Platinum 8480+\nflags : fpu sse avx2 avx512f avx512_vnni amx_tile amx_int8\n"
+    text = (
+        "processor : 0\nmodel name : Intel(R) Xeon(R) Platinum 8480+\n"
+        "flags : fpu sse avx2 avx512f avx512_vnni amx_tile amx_int8\n"
+    )
     info = cpu_info(text)
     assert info["model"] == "Intel(R) Xeon(R) Platinum 8480+"
     assert info["flags"] == ["avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_int8"]

@@ -44,3 +44,17 @@ def test_the_gate_judges_accuracy_and_details_reach_the_report(report):
     assert exported.gate.outcome in ("pass", "needs_approval", "fail")
     # The export of the pruned model computes what the pruned model computes.
     assert exported.metrics["accuracy"] == pytest.approx(pruned.metrics["accuracy"], abs=1e-9)
+
+
+def test_a_demo_model_not_built_yet_is_built_inside_the_run_with_progress(tmp_path, monkeypatch):
+    # A fresh zoo cache: the run itself must train zoo:digits-cnn and say so as it goes.
+    monkeypatch.setenv("INFEROPT_ZOO_DIR", str(tmp_path / "zoo"))
+    events = []
+    recipe = Recipe.parse({"model": "zoo:digits-cnn", "steps": [], "profile": False, "benchmark": {"batch_sizes": [1]}})
+    report = run_recipe(recipe, tmp_path / "run", quick=True, on_progress=events.append)
+    building = [event for event in events if event.stage == "build demo model"]
+    assert len(building) >= 3, [event.stage for event in events]
+    assert all(event.message.startswith("building zoo:digits-cnn: ") for event in building)
+    assert any(event.percent < 1.0 for event in building)
+    assert (tmp_path / "zoo").is_dir() and any((tmp_path / "zoo").iterdir())
+    assert report.variants[0].metrics["accuracy"] > 0.9

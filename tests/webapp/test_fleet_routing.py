@@ -94,7 +94,9 @@ def test_without_live_workers_cpu_jobs_use_the_static_queue_and_gpu_passes_are_r
     assert response.status_code == 201 and Job.objects.get().queue == "cpu"
     response = submit(owner, TRT_RECIPE)
     assert response.status_code == 400
-    assert json_body(response)["error"].startswith("tensorrt_build needs a CUDA GPU, and no live worker has reported one")
+    assert json_body(response)["error"].startswith(
+        "tensorrt_build needs a CUDA GPU, and no live worker has reported one"
+    )
 
 
 def test_without_live_workers_a_declared_gpu_queue_takes_gpu_passes(owner, demo_model, settings):
@@ -116,7 +118,10 @@ def test_new_job_form_disables_techniques_no_live_worker_can_run(owner, demo_mod
     page = client_for(owner).get("/jobs/new/").content.decode()
     fieldset = page[page.index('id="pass-tensorrt_build"') :]
     fieldset = fieldset[: fieldset.index("</fieldset>")]
-    assert 'name="p__tensorrt_build__enabled"' in fieldset and "disabled" in fieldset.split("p__tensorrt_build__enabled")[1][:80]
+    assert (
+        'name="p__tensorrt_build__enabled"' in fieldset
+        and "disabled" in fieldset.split("p__tensorrt_build__enabled")[1][:80]
+    )
     assert "Not available: tensorrt_build cannot run on any live worker (celery@cpu-1: needs a CUDA GPU" in fieldset
     onnx = page[page.index('id="pass-onnx_export"') :]
     onnx = onnx[: onnx.index("</fieldset>")]
