@@ -3,10 +3,18 @@
 Every deployment knob is an environment variable with a local default, so
 ``make run`` works on a fresh checkout and a server only sets variables:
 
+``INFEROPT_ENV``        ``development`` (default) or ``production``: the production profile at the end
+                        of this file (HTTPS-only, HSTS, JSON logs, Redis cache; see README "Deploy with Docker")
 ``INFEROPT_DATA_DIR``   data folder (default ``<repo>/.local``): ``db.sqlite3``,
                         ``media/``, ``work/`` (job work dirs), ``static/``, ``secret_key``
 ``DATABASE_URL``        any dj-database-url URL (default sqlite in the data folder)
-``DJANGO_SECRET_KEY``   else generated once into ``<data dir>/secret_key``
+``DJANGO_SECRET_KEY``   else generated once into ``<data dir>/secret_key`` (required in production)
+``*_FILE``              ``DJANGO_SECRET_KEY``, ``DATABASE_URL``, ``REDIS_URL``, ``INFEROPT_CACHE_URL``,
+                        ``EMAIL_HOST_PASSWORD`` and the S3 keys may instead name a file holding the value
+                        (Docker secrets): ``DJANGO_SECRET_KEY_FILE=/run/secrets/django_secret_key``; the file wins
+``INFEROPT_S3_BUCKET``  with ``INFEROPT_S3_ENDPOINT_URL``, ``INFEROPT_S3_ACCESS_KEY_ID``, ...: uploads and artifacts
+                        in S3-compatible object storage (webapp/deployment.py)
+``INFEROPT_API_MAX_JSON_BYTES``  largest JSON body the REST API reads (1 MiB; 413 above)
 ``DJANGO_DEBUG``        bool, default false
 ``DJANGO_ALLOWED_HOSTS`` comma-separated, default ``127.0.0.1,localhost``
 ``REDIS_URL``           Celery broker (default ``redis://127.0.0.1:6379/0``)
@@ -33,6 +41,9 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from webapp.deployment import env_secret, proxy_ssl_header, redis_cache, s3_storage
 
 
 def envbool(name: str, default: str) -> bool:
@@ -53,6 +64,12 @@ def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.getenv(name, default).split(",") if item.strip()]
 
 
+# "production" switches on the profile at the end of this file; everything before it is the same in both.
+INFEROPT_ENV = os.getenv("INFEROPT_ENV", "development").strip().lower() or "development"
+if INFEROPT_ENV not in ("development", "production"):
+    raise ImproperlyConfigured(f"INFEROPT_ENV must be development or production, got {INFEROPT_ENV!r}")
+PRODUCTION = INFEROPT_ENV == "production"
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 INFEROPT_DATA_DIR = Path(os.getenv("INFEROPT_DATA_DIR") or BASE_DIR / ".local").resolve()
 INFEROPT_WORK_DIR = INFEROPT_DATA_DIR / "work"
@@ -61,8 +78,11 @@ for _folder in (INFEROPT_DATA_DIR, INFEROPT_DATA_DIR / "static", INFEROPT_DATA_D
 
 
 def _secret_key() -> str:
-    if key := os.getenv("DJANGO_SECRET_KEY"):
+    if key := env_secret("DJANGO_SECRET_KEY"):
         return key
+    if PRODUCTION:
+        # Every web process and worker host must share one key: never generate it per host.
+        raise ImproperlyConfigured("INFEROPT_ENV=production needs DJANGO_SECRET_KEY or DJANGO_SECRET_KEY_FILE")
     path = INFEROPT_DATA_DIR / "secret_key"
     if not path.exists():
         try:
@@ -100,6 +120,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "webapp.health.HealthCheckMiddleware",  # first: /healthz answers before host checks and HTTPS redirects
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -131,8 +152,8 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": dj_database_url.config(
-        default=f"sqlite:///{INFEROPT_DATA_DIR / 'db.sqlite3'}",
+    "default": dj_database_url.parse(
+        env_secret("DATABASE_URL", default=f"sqlite:///{INFEROPT_DATA_DIR / 'db.sqlite3'}"),
         conn_max_age=envint("DATABASE_CONN_MAX_AGE", "0"),
     )
 }
@@ -180,6 +201,9 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# S3-compatible object storage for uploads and artifacts when INFEROPT_S3_BUCKET is set (any profile).
+if _s3_storage := s3_storage():
+    STORAGES["default"] = _s3_storage
 
 MEDIA_ROOT = INFEROPT_DATA_DIR / "media"
 MEDIA_URL = "/media-not-served/"  # artifacts are downloaded through permission-checked views only
@@ -197,7 +221,7 @@ DATA_UPLOAD_MAX_NUMBER_FILES = 100
 
 # Celery (read by workers/celery.py with namespace="CELERY"). The job row is the
 # record of a run, so there is no result backend.
-REDIS_URL = os.getenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = env_secret("REDIS_URL", "redis://127.0.0.1:6379/0")
 INFEROPT_JOB_SOFT_TIME_LIMIT = envint("INFEROPT_JOB_SOFT_TIME_LIMIT", "3600")
 INFEROPT_JOB_HARD_TIME_LIMIT = envint("INFEROPT_JOB_HARD_TIME_LIMIT", "3900")
 INFEROPT_QUICK_BENCHMARK = envbool("INFEROPT_QUICK_BENCHMARK", "false")
@@ -234,7 +258,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "webapp.parsers.LimitedJSONParser",  # JSONParser reading at most INFEROPT_API_MAX_JSON_BYTES
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
@@ -242,6 +266,10 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "webapp.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+
+# The REST API's own cap on JSON bodies (413 above it; webapp/parsers.py), below Django's
+# DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MiB, 400), which applies first.
+INFEROPT_API_MAX_JSON_BYTES = envint("INFEROPT_API_MAX_JSON_BYTES", str(1024**2))
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "InferOpt API",
@@ -263,6 +291,9 @@ INFEROPT_WEBHOOK_TIMEOUT_S = float(os.getenv("INFEROPT_WEBHOOK_TIMEOUT_S", "5"))
 EMAIL_BACKEND = os.getenv("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = os.getenv("EMAIL_HOST", "localhost")
 EMAIL_PORT = envint("EMAIL_PORT", "25")
+EMAIL_HOST_USER = os.getenv("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "false")
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = os.getenv("DJANGO_DEFAULT_FROM_EMAIL", "inferopt@localhost")
 
@@ -280,3 +311,31 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.getenv("INFEROPT_LOG_LEVEL", "INFO")},
     "loggers": {"django.request": {"level": "WARNING"}},
 }
+
+# --- Production profile (INFEROPT_ENV=production) ---------------------------------------------------
+# What docker/docker-compose.yml runs. `manage.py check --deploy` reports nothing with the defaults below
+# (tests/webapp/test_production_settings.py). Behind a TLS-terminating proxy, set
+# DJANGO_SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto (only if the proxy always sets that header).
+if PRODUCTION:
+    if DEBUG:
+        raise ImproperlyConfigured("DJANGO_DEBUG must be false when INFEROPT_ENV=production")
+    SECURE_SSL_REDIRECT = envbool("DJANGO_SECURE_SSL_REDIRECT", "true")
+    SECURE_HSTS_SECONDS = envint("DJANGO_SECURE_HSTS_SECONDS", str(365 * 24 * 3600))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", "true")
+    SECURE_HSTS_PRELOAD = envbool("DJANGO_SECURE_HSTS_PRELOAD", "true")
+    SECURE_PROXY_SSL_HEADER = proxy_ssl_header(os.getenv("DJANGO_SECURE_PROXY_SSL_HEADER", ""))
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = envbool("DJANGO_SECURE_COOKIES", "true")
+    # One cache for every process and host, so the login rate limit (webapp/accounts/ratelimit.py) is
+    # shared. INFEROPT_CACHE_URL should be a Redis database of its own (cache.clear() empties it).
+    if _cache_url := env_secret("INFEROPT_CACHE_URL") or env_secret("REDIS_URL"):
+        CACHES = redis_cache(_cache_url)
+    # Workers log through LOGGING too, instead of Celery replacing the root logger's handlers.
+    CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Structured logs: one JSON object per line (webapp/logs.py); the default in production.
+INFEROPT_LOG_FORMAT = os.getenv("INFEROPT_LOG_FORMAT", "json" if PRODUCTION else "text").strip().lower()
+if INFEROPT_LOG_FORMAT == "json":
+    LOGGING["formatters"] = {"json": {"()": "webapp.logs.JsonFormatter"}}
+    LOGGING["handlers"]["console"]["formatter"] = "json"
+elif INFEROPT_LOG_FORMAT != "text":
+    raise ImproperlyConfigured(f"INFEROPT_LOG_FORMAT must be json or text, got {INFEROPT_LOG_FORMAT!r}")

@@ -56,7 +56,10 @@ def _bad_request_reason(exception) -> str:
     if isinstance(exception, TooManyFilesSent):
         return f"the request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files"
     if isinstance(exception, RequestDataTooBig):
-        return "the request's form fields are larger than the limit (send large content as a file)"
+        return (
+            f"the request body is larger than the limit of {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes "
+            "(send large content as a file upload)"
+        )
     return "the request could not be processed"
 
 

@@ -54,7 +54,7 @@ def _load_builtin_passes() -> None:
         torch_quantize_dynamic,
     )
     from optimizers.passes import tensorrt_build  # noqa: F401  (GPU workers only; never run here)
-    from optimizers.passes import prune_structured  # noqa: F401
+    from optimizers.passes import distill, prune_structured  # noqa: F401
 
 
 __all__ = ["Pass", "PassConfig", "PassContext", "Preflight", "Requirements", "all_passes", "get_pass", "register"]

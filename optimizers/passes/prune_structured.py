@@ -84,14 +84,19 @@ class PruneStructuredConfig(PassConfig):
         "heads is refused for BERT in transformers 5 (see the pass description).",
     )
     target: float = Field(
-        0.5, description="Fraction of the chosen units to remove, strictly between 0 and 1 (uniform per layer "
-        "for ffn_neurons and channels)."
+        0.5,
+        description="Fraction of the chosen units to remove, strictly between 0 and 1 (uniform per layer "
+        "for ffn_neurons and channels).",
     )
     groups_per_layer: int = Field(
         8, ge=1, le=64, description="ffn_neurons/channels: groups per layer measured in the sensitivity analysis."
     )
-    calibration_samples: int = Field(
-        32, ge=4, le=2000, description="Calibration texts (encoders) or images (CNNs; 0 … all) for the analysis."
+    calibration_samples: int | None = Field(
+        None,
+        ge=4,
+        le=2000,
+        description="Calibration texts (encoders, default 32) or images (CNNs, default the whole calibration split) "
+        "measured in the sensitivity analysis.",
     )
 
     @field_validator("target")
@@ -365,7 +370,7 @@ class _BertPruner(_Pruner):
         self.model = AutoModel.from_pretrained(artifact.folder, trust_remote_code=False, local_files_only=True).eval()
         tokenizer = AutoTokenizer.from_pretrained(artifact.folder, trust_remote_code=False, local_files_only=True)
         # Calibration split only: the eval split stays held out for the pipeline's evaluation.
-        texts = pydoc_retrieval("calibration").texts[: config.calibration_samples]
+        texts = pydoc_retrieval("calibration").texts[: config.calibration_samples or 32]
         self.samples = len(texts)
         self.batch = dict(tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt"))
         with torch.no_grad():
@@ -432,7 +437,8 @@ class _BertPruner(_Pruner):
             return sum(_parameter_count(layer) for layer in layers)
         # Each neuron owns a row + bias of intermediate.dense and a column of output.dense.
         return sum(
-            layer.intermediate.dense.weight.numel() + layer.intermediate.dense.bias.numel()
+            layer.intermediate.dense.weight.numel()
+            + layer.intermediate.dense.bias.numel()
             + layer.output.dense.weight.numel()
             for layer in layers
         )
@@ -501,7 +507,7 @@ class _CnnPruner(_Pruner):
         self.model_config = read_torch_config(artifact)
         self.model = load_torch_module(artifact)
         images, labels = digits_split("calibration")
-        limit = config.calibration_samples
+        limit = config.calibration_samples  # None: the whole split (a few hundred images, milliseconds each)
         self.images = torch.from_numpy(np.ascontiguousarray(images[:limit], dtype=np.float32))
         self.labels = torch.from_numpy(np.ascontiguousarray(labels[:limit]))
         self.samples = len(self.labels)

@@ -16,15 +16,19 @@ is exactly the stuck job this module exists to prevent.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError, transaction
 
 from optimizers.capabilities import StepNeed, WorkerView, choose_queue
 from optimizers.errors import RecipeError
 from optimizers.passes import get_pass
 from webapp.fleet.models import WorkerNode
+
+logger = logging.getLogger(__name__)
 
 
 class RoutingError(RecipeError):
@@ -42,9 +46,20 @@ def step_need(pass_name: str) -> StepNeed:
 
 
 def live_workers() -> list[WorkerView]:
+    """The live registry as routing sees it; empty (static routing) if the registry cannot be read.
+
+    A database without the registry's table (migrations not applied yet) must not break job
+    submission or estimates: it is logged and treated like "no worker has registered".
+    """
+    try:
+        with transaction.atomic():  # a savepoint: a failed read must not poison the caller's transaction
+            nodes = list(WorkerNode.objects.live())
+    except DatabaseError:
+        logger.warning("the worker registry cannot be read (migrations not applied?): static routing", exc_info=True)
+        return []
     return [
         WorkerView(hostname=node.hostname, queues=tuple(node.queues or ()), capabilities=node.capabilities or {})
-        for node in WorkerNode.objects.live()
+        for node in nodes
     ]
 
 

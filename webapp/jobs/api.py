@@ -7,7 +7,6 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -17,6 +16,7 @@ from webapp.catalog.services import resolve_dataset, resolve_model
 from webapp.jobs.estimates import estimate_recipe
 from webapp.jobs.models import Artifact, Job
 from webapp.jobs.services import cancel_job, submit_job, submit_search_job
+from webapp.parsers import LimitedJSONParser
 from webapp.reviews.services import DEPLOYABLE_STATES, approval_state
 
 
@@ -95,7 +95,7 @@ SEARCH_EXAMPLE = {
 
 
 class JobListView(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [LimitedJSONParser]
 
     @extend_schema(summary="Your teams' jobs, newest first", responses=JobSummarySerializer(many=True))
     def get(self, request):
@@ -175,7 +175,7 @@ PREFLIGHT_EXAMPLE = {
 
 
 class PreflightView(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [LimitedJSONParser]
 
     @extend_schema(
         summary="Estimate a recipe's memory and time per step, before submitting it",

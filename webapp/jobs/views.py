@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 from optimizers.errors import RecipeError
 from optimizers.passes import all_passes
 from webapp.catalog.services import ensure_demo_models
+from webapp.fleet.engines import deployment_refusal
 from webapp.fleet.routing import pass_availability
 from webapp.jobs.access import login_or_token_required
 from webapp.jobs.advice import model_advice
@@ -152,6 +153,8 @@ def artifact_download(request, pk: int, artifact_id: int):
     purpose, refused = check_download(request, job, artifact)
     if refused is not None:
         return refused
+    if purpose == "deploy" and (refused := deployment_refusal(request, job, artifact)) is not None:
+        return refused  # a TensorRT engine only deploys on the GPU it was built for
     try:
         handle = artifact.file.open("rb")
     except (FileNotFoundError, ValueError):

@@ -5,12 +5,12 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from webapp.api import ErrorSerializer, error
 from webapp.jobs.models import Job
+from webapp.parsers import LimitedJSONParser
 from webapp.reviews.models import AuditEntry, Review
 from webapp.reviews.services import DEPLOYABLE_STATES, ReviewError, approval_state, job_audit, review_job
 
@@ -25,7 +25,7 @@ class ReviewSerializer(serializers.ModelSerializer):
 
 class ReviewRequestSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(
-        choices=Review.Decision.values,
+        choices=Review.Decision.choices,
         help_text="approve (needs_approval), override = accept despite failure (fail), or reject",
     )
     reason = serializers.CharField(help_text="required: why")
@@ -61,7 +61,7 @@ def _job(request, pk: int) -> Job:
 
 
 class JobReviewsView(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [LimitedJSONParser]
 
     @extend_schema(summary="A job's reviews, newest first", responses=ReviewSerializer(many=True))
     def get(self, request, pk: int):
