@@ -86,7 +86,9 @@ def run_recipe(
         task=recipe.task,
         tokenizer=recipe.tokenizer,
         work_dir=out_dir / "input",
-        progress=lambda fraction, message: reporter.progress("build demo model", fraction, f"building {recipe.model}: {message}"),
+        progress=lambda fraction, message: reporter.progress(
+            "build demo model", fraction, f"building {recipe.model}: {message}"
+        ),
     )
     if baseline.task not in supported_tasks():
         raise RecipeError(f"task {baseline.task} cannot be evaluated yet; supported: {', '.join(supported_tasks())}")
