@@ -27,12 +27,14 @@ from django.utils import timezone
 
 from optimizers.artifacts import library_versions
 from optimizers.errors import CancelledError, InferOptError
+from optimizers.hashing import sha256_file
 from optimizers.model_card import card_file_name, data_manifest, evaluation_data_info, packaged_card
 from optimizers.packaging import package_artifact
 from optimizers.pipeline import run_recipe
 from optimizers.recipe import Recipe
 from optimizers.report import Report
 from optimizers.search import SearchReport, SearchSpace, run_search
+from optimizers.serving.analysis import SERVING_MODE, ServingSpec, run_serving_analysis
 from webapp.jobs.models import Artifact, Job
 from webapp.reviews.services import record_gate_outcome
 from workers.celery import app
@@ -314,6 +316,40 @@ def _run_search_job(job: Job, recorder: JobRecorder, work_dir: Path, stored: lis
     return {"report": report, "gate_outcome": search_gate_outcome(search), "artifacts": artifacts}
 
 
+def _run_serving_job(job: Job, recorder: JobRecorder, work_dir: Path, stored: list[str]) -> dict[str, Any]:
+    """Run a ``mode: serving`` job: report = ``ServingReport`` (``"kind": "serving"``), artifact = the Triton zip."""
+    serving = run_serving_analysis(
+        ServingSpec.parse(job.recipe),
+        work_dir / "run",
+        on_progress=recorder.on_progress,
+        on_log=recorder.on_log,
+        should_cancel=recorder.should_cancel,
+    )
+    artifacts = []
+    if serving.triton_zip:
+        recorder.set_stage("packaging", "storing the Triton model repository for download")
+        storage = Artifact._meta.get_field("file").storage
+        local = Path(serving.triton_zip)
+        filename = f"triton-{_safe_name(local.stem)}.zip"
+        with open(local, "rb") as handle:
+            stored_name = storage.save(f"jobs/{job.pk}/{filename}", File(handle, name=filename))
+        stored.append(stored_name)
+        artifacts.append(
+            Artifact(
+                job=job,
+                name=f"triton repository ({local.stem})",
+                format="triton",
+                file=stored_name,
+                sha256=sha256_file(local),
+                size_bytes=local.stat().st_size,
+                order=1,
+                is_final=True,
+            )
+        )
+    report = serving.model_dump(mode="json", exclude={"triton_zip"})
+    return {"report": report, "gate_outcome": "", "artifacts": artifacts}
+
+
 def _delete_stored(names: list[str]) -> None:
     storage = Artifact._meta.get_field("file").storage
     for name in names:
@@ -392,6 +428,8 @@ def run_job(self, job_id: int) -> str:
         work_dir.mkdir(parents=True)
         if job.recipe.get("mode") == "search":
             outcome = _run_search_job(job, recorder, work_dir, stored)
+        elif job.recipe.get("mode") == SERVING_MODE:
+            outcome = _run_serving_job(job, recorder, work_dir, stored)
         else:
             report = run_recipe(
                 Recipe.parse(job.recipe),

@@ -27,8 +27,14 @@ Students by model kind:
 ``intermediate`` → student; by default one midpoint, e.g. 6 → 4 → 3 layers), each
 link's student becoming the next link's teacher and initialised from it. Each
 link trains for ``steps`` steps. AdamW, cosine decay to 10% of ``learning_rate``,
-batches drawn from a seeded generator; on a machine with CUDA the training runs
-there.
+batches drawn from a seeded generator; encoder students train without dropout
+(the saved config keeps the teacher's rates); on a machine with CUDA the training
+runs there.
+
+Measured quality (pooled cosine to the teacher on the held-out eval split, 3 of 6
+MiniLM layers): 0.62 untrained from layers 0, 3, 5; 0.88 after the default 120
+steps; 0.89 after 300 and 0.90 after 1000 — the 477 training sentences, not the
+step count, limit it. A random start reaches 0.69 after 300 steps.
 
 ``metadata["details"]``: ``training_curve`` (``[{"step", "loss", "link"}]``,
 steps counted across links), ``links`` (per link: sizes, steps, first and final
@@ -88,7 +94,7 @@ class DistillConfig(PassConfig):
         None, ge=0, le=100_000, description="Training steps per link (default: 120 for encoders, 300 for CNNs)."
     )
     learning_rate: float | None = Field(
-        None, gt=0.0, le=1.0, description="AdamW peak learning rate (default: 2e-4 for encoders, 1e-2 for CNNs)."
+        None, gt=0.0, le=1.0, description="AdamW peak learning rate (default: 5e-4 for encoders, 1e-2 for CNNs)."
     )
     batch_size: int | None = Field(None, ge=1, le=4096, description="Batch size (default: 32 texts, 64 images).")
     temperature: float = Field(4.0, gt=0.0, le=100.0, description="CNNs: softmax temperature of the soft targets.")
@@ -465,6 +471,10 @@ class _EncoderTrainer(_Trainer):
 
         config = copy.deepcopy(teacher.config)
         config.num_hidden_layers = small
+        # No dropout while distilling: the student imitates a fixed function and learned faster without it
+        # (measured: 0.889 vs 0.883 pooled cosine after 300 steps). save() writes the teacher's rates back.
+        config.hidden_dropout_prob = 0.0
+        config.attention_probs_dropout_prob = 0.0
         torch.manual_seed(self.config.seed)
         student = AutoModel.from_config(config)
         if self.config.init == "teacher":
@@ -487,7 +497,7 @@ class _EncoderTrainer(_Trainer):
             return []
         batch_size = min(self.config.batch_size or 32, len(self.texts))
         generator = torch.Generator().manual_seed(self.config.seed + link)
-        optimizer = torch.optim.AdamW(student.parameters(), lr=self.config.learning_rate or 2e-4, weight_decay=0.01)
+        optimizer = torch.optim.AdamW(student.parameters(), lr=self.config.learning_rate or 5e-4, weight_decay=0.01)
         teacher.eval()
         student.train()
         losses: list[float] = []
@@ -510,7 +520,7 @@ class _EncoderTrainer(_Trainer):
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 squared = ((hidden - target_hidden) ** 2 * mask).sum() / (mask.sum() * hidden.shape[-1])
                 loss = loss + self.config.hidden_weight * squared
-            _cosine_schedule(optimizer, self.config.learning_rate or 2e-4, step, steps)
+            _cosine_schedule(optimizer, self.config.learning_rate or 5e-4, step, steps)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
@@ -532,6 +542,8 @@ class _EncoderTrainer(_Trainer):
         from optimizers.passes.common import copy_companion_files
 
         copy_companion_files(self.artifact.folder, folder)
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            setattr(model.config, name, getattr(self.teacher.config, name))
         model.to("cpu").save_pretrained(folder, safe_serialization=True)  # config.json with the new layer count
 
     def verify_reload(self, model, folder: Path) -> None:

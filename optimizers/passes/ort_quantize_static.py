@@ -49,7 +49,9 @@ class OrtQuantizeStaticConfig(PassConfig):
         description="How activation ranges are chosen: minmax (observed range), entropy (KL-optimal "
         "clipping) or percentile (clip at the 99.999th percentile).",
     )
-    per_channel: bool = Field(True, description="One weight scale per output channel (more accurate) instead of per tensor.")
+    per_channel: bool = Field(
+        True, description="One weight scale per output channel (more accurate) instead of per tensor."
+    )
     calibration_samples: int = Field(128, ge=1, le=10_000, description="Calibration samples (texts or images) to run.")
     calibration_dataset: str | None = Field(
         None,
@@ -98,7 +100,10 @@ class OrtQuantizeStatic(Pass):
         if not set(QUANTIZABLE_OP_TYPES) - set(config.op_types_to_exclude):
             raise PreflightError("op_types_to_exclude leaves no operator type to quantize")
         samples = load_calibration(
-            artifact, config.calibration_dataset, config.calibration_samples, evaluation_dataset=config.evaluation_dataset
+            artifact,
+            config.calibration_dataset,
+            config.calibration_samples,
+            evaluation_dataset=config.evaluation_dataset,
         )
         report.notes.append(f"calibration: {len(samples)} samples from {samples.name}, {config.calibration_method}")
         # Measured here on MiniLM-L6 (2 cores): ~0.2 s per calibration sample plus ~15 s of graph work.
@@ -111,7 +116,10 @@ class OrtQuantizeStatic(Pass):
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
         samples = load_calibration(
-            artifact, config.calibration_dataset, config.calibration_samples, evaluation_dataset=config.evaluation_dataset
+            artifact,
+            config.calibration_dataset,
+            config.calibration_samples,
+            evaluation_dataset=config.evaluation_dataset,
         )
         method = {
             "minmax": CalibrationMethod.MinMax,
@@ -144,7 +152,9 @@ class OrtQuantizeStatic(Pass):
                     # Histogram calibrators stack samples, so their shapes must agree.
                     pad=samples.kind == "text" and config.calibration_method != "minmax",
                 ),
-                on_sample=lambda done: ctx.progress(0.1 + 0.75 * done / len(samples), f"calibrating {done}/{len(samples)}"),
+                on_sample=lambda done: ctx.progress(
+                    0.1 + 0.75 * done / len(samples), f"calibrating {done}/{len(samples)}"
+                ),
                 check_cancelled=ctx.check_cancelled,
             )
             ctx.progress(0.1, f"calibrating on {len(samples)} samples ({config.calibration_method})")

@@ -37,7 +37,10 @@ class OpenVinoCpuRuntime:
         self._allow_spinning = allow_spinning
         self.compiled = self._core.compile_model(str(artifact.folder / OPENVINO_FILE), "CPU", config)
         self._request = self.compiled.create_infer_request()
-        self._inputs = [(port.get_any_name(), _NUMPY_TYPES.get(port.get_element_type().get_type_name(), np.float32)) for port in self.compiled.inputs]
+        self._inputs = [
+            (port.get_any_name(), _NUMPY_TYPES.get(port.get_element_type().get_type_name(), np.float32))
+            for port in self.compiled.inputs
+        ]
         self.device = "cpu"
 
     def forward(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -55,6 +58,12 @@ class OpenVinoCpuRuntime:
     def threads(self) -> dict[str, Any]:
         return {
             "openvino_inference_num_threads": self.compiled.get_property("INFERENCE_NUM_THREADS"),
-            "openvino_inference_precision": str(self.compiled.get_property("INFERENCE_PRECISION_HINT")),
+            "openvino_inference_precision": _type_name(self.compiled.get_property("INFERENCE_PRECISION_HINT")),
             "openvino_performance_hint": str(self.compiled.get_property("PERFORMANCE_HINT")),
         }
+
+
+def _type_name(value: Any) -> str:
+    """``f32`` for an ``ov.Type`` (its ``str`` is ``<Type: 'float32'>``), else ``str(value)``."""
+    name = getattr(value, "get_type_name", None)
+    return name() if callable(name) else str(value)

@@ -93,13 +93,17 @@ def test_calibration_overlapping_the_eval_set_is_refused(minilm_onnx, tmp_path):
     eval_texts = pydoc_retrieval("eval").texts[:3]
     leaked.write_text("".join(json.dumps({"text": text}) + "\n" for text in ["A fresh sentence.", *eval_texts]))
     with pytest.raises(PreflightError, match=r"leaked\.jsonl shares 3 texts with evaluation set"):
-        run_pass("ort_quantize_static", minilm_onnx, tmp_path / "q", calibration_dataset=str(leaked), calibration_samples=4)
+        run_pass(
+            "ort_quantize_static", minilm_onnx, tmp_path / "q", calibration_dataset=str(leaked), calibration_samples=4
+        )
     assert not (tmp_path / "q").exists()
 
 
 def test_calibration_overlapping_the_recipes_own_eval_file_is_refused(minilm_onnx, tmp_path):
     rows = tmp_path / "mine.jsonl"
-    rows.write_text("".join(json.dumps({"text": f"Private sentence number {n} about caching."}) + "\n" for n in range(4)))
+    rows.write_text(
+        "".join(json.dumps({"text": f"Private sentence number {n} about caching."}) + "\n" for n in range(4))
+    )
     with pytest.raises(PreflightError, match=r"shares 4 texts with evaluation set mine\.jsonl"):
         run_pass(
             "ort_quantize_static",

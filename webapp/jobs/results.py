@@ -122,7 +122,8 @@ class Results:
 
 def build_results(raw: dict[str, Any] | None) -> Results | None:
     """Typed results for the template; None when there is no report or it does not match the schema."""
-    if not raw or raw.get("kind") == "search":  # a search job's report: webapp/jobs/search_results.py
+    # Search and serving jobs write their own report kinds (webapp/jobs/search_results.py; serving analysis).
+    if not raw or raw.get("kind") in ("search", "serving"):
         return None
     try:
         report = Report.model_validate(raw)
