@@ -6,7 +6,7 @@ SHELL := /bin/bash
 # Extra arguments for pytest, e.g. `make test PYTEST_ARGS="-k workers -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: help run test lint format benchmark benchmark-llm gpu-check install lock
+.PHONY: help run test lint format benchmark benchmark-compression benchmark-llm gpu-check install lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ format: ## apply ruff's formatting and safe fixes
 
 benchmark: ## the MiniLM CPU benchmark (benchmarks/minilm_cpu.py)
 	@bash scripts/venv.sh runtime python benchmarks/minilm_cpu.py
+
+benchmark-compression: ## compression on digits-cnn and MiniLM: static INT8, QAT, pruning, distillation, OpenVINO (benchmarks/compression.py)
+	@bash scripts/venv.sh runtime python benchmarks/compression.py
 
 benchmark-llm: ## the tiny-LM CPU benchmark: PyTorch vs llama.cpp F16/Q8_0/Q5_K_M/Q4_K_M (benchmarks/llm_cpu.py)
 	@bash scripts/venv.sh runtime python benchmarks/llm_cpu.py

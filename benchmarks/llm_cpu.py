@@ -19,14 +19,13 @@ import statistics
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _shared import build_chains  # noqa: E402
 
 from optimizers.benchmark.isolated import measure_isolated  # noqa: E402
 from optimizers.evaluation.causal_lm import CausalLMEvaluator  # noqa: E402
-from optimizers.pipeline import _Reporter, _run_step  # noqa: E402
 from optimizers.recipe import BenchmarkSettings  # noqa: E402
-from optimizers.resolve import resolve_model  # noqa: E402
 
 #: (label, chain of (pass, config)) — every chain starts from the FP32 tiny LM.
 VARIANTS: list[tuple[str, list[tuple[str, dict]]]] = [
@@ -39,19 +38,6 @@ VARIANTS: list[tuple[str, list[tuple[str, dict]]]] = [
 REFERENCE = "llama.cpp F16"
 
 
-def build(work: Path, cache: Path):
-    reporter = _Reporter(None, lambda message: print(f"  {message}", flush=True), None)
-    baseline = resolve_model("zoo:tiny-lm")
-    artifacts = {}
-    for label, chain in VARIANTS:
-        artifact = baseline
-        for index, (name, config) in enumerate(chain):
-            folder = work / f"{label.replace(' ', '_')}-{index}-{name}"
-            artifact = _run_step(name, config, artifact, folder, reporter, 0.0, 0.0, cache)
-        artifacts[label] = artifact
-    return baseline, artifacts
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -61,7 +47,7 @@ def main() -> int:
     args = parser.parse_args()
 
     print("building variants (cached by pass, config and input hash)...", flush=True)
-    baseline, artifacts = build(args.work / "variants", args.work / "cache")
+    baseline, artifacts = build_chains("zoo:tiny-lm", VARIANTS, args.work / "variants", args.work / "cache")
 
     print("evaluating on the held-out split of the tiny-LM corpus...", flush=True)
     evaluator = CausalLMEvaluator(None, max_samples=args.windows)

@@ -16,17 +16,15 @@ import statistics
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from optimizers.benchmark.isolated import benchmark_isolated  # noqa: E402
+from _shared import build_chains, time_rounds  # noqa: E402
+
 from optimizers.evaluation.datasets import pydoc_retrieval  # noqa: E402
 from optimizers.evaluation.feature_extraction import embed_dataset, feature_extraction_metrics  # noqa: E402
 from optimizers.gates import default_rules, evaluate_gate  # noqa: E402
-from optimizers.pipeline import _Reporter, _run_step  # noqa: E402
 from optimizers.recipe import BenchmarkSettings  # noqa: E402
 from optimizers.report import VariantReport  # noqa: E402
-from optimizers.resolve import resolve_model  # noqa: E402
 from optimizers.runtimes import load_runtime, load_tokenizer  # noqa: E402
 
 #: (label, chain of (pass, config)) — every chain starts from the FP32 MiniLM.
@@ -40,19 +38,6 @@ VARIANTS: list[tuple[str, list[tuple[str, dict]]]] = [
 ]
 
 
-def build(work: Path, cache: Path):
-    reporter = _Reporter(None, lambda message: print(f"  {message}", flush=True), None)
-    baseline = resolve_model("zoo:minilm")
-    artifacts = {}
-    for label, chain in VARIANTS:
-        artifact = baseline
-        for index, (name, config) in enumerate(chain):
-            folder = work / f"{label.replace(' ', '_')}-{index}-{name}"
-            artifact = _run_step(name, config, artifact, folder, reporter, 0.0, 0.0, cache)
-        artifacts[label] = artifact
-    return baseline, artifacts
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -63,7 +48,7 @@ def main() -> int:
     args = parser.parse_args()
 
     print("building variants (cached by pass, config and input hash)...", flush=True)
-    baseline, artifacts = build(args.work / "variants", args.work / "cache")
+    baseline, artifacts = build_chains("zoo:minilm", VARIANTS, args.work / "variants", args.work / "cache")
 
     print("evaluating on the held-out pydoc retrieval set...", flush=True)
     dataset = pydoc_retrieval("eval")
@@ -77,20 +62,8 @@ def main() -> int:
     }
 
     settings = BenchmarkSettings(batch_sizes=args.batch_sizes, seq_len=args.seq_len, min_seconds=args.min_seconds)
-    p50s: dict[str, dict[str, list[float]]] = {label: {} for label in artifacts}
-    p95s: dict[str, dict[str, list[float]]] = {label: {} for label in artifacts}
-    throughputs: dict[str, dict[str, list[float]]] = {label: {} for label in artifacts}
-    device = ""
-    for round_number in range(args.rounds):
-        order = list(artifacts) if round_number % 2 == 0 else list(reversed(artifacts))
-        for label in order:
-            print(f"round {round_number + 1}/{args.rounds}: timing {label} in its own process", flush=True)
-            stats, info = benchmark_isolated(artifacts[label], settings)
-            device = info.device
-            for batch, row in stats.items():
-                p50s[label].setdefault(batch, []).append(row.p50_ms)
-                p95s[label].setdefault(batch, []).append(row.p95_ms)
-                throughputs[label].setdefault(batch, []).append(row.throughput_per_s)
+    timings = time_rounds(artifacts, settings, args.rounds)
+    p50s, p95s, throughputs, device = timings.p50, timings.p95, timings.throughput, timings.device
 
     rules = default_rules("feature-extraction")
     baseline_label = VARIANTS[0][0]
