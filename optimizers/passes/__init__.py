@@ -39,6 +39,7 @@ def all_passes() -> list[type[Pass]]:
 def _load_builtin_passes() -> None:
     # Imported lazily so that importing the registry stays cheap (no torch).
     from optimizers.passes import (  # noqa: F401
+        distill,
         gguf_convert,
         gguf_quantize,
         int4_weight_only,
@@ -48,13 +49,13 @@ def _load_builtin_passes() -> None:
         ort_optimize,
         ort_quantize_dynamic,
         ort_quantize_static,
+        prune_structured,
         prune_unstructured,
         qat,
         sparsity_2_4,
+        tensorrt_build,  # noqa: F401  (GPU workers only; never run here)
         torch_quantize_dynamic,
     )
-    from optimizers.passes import tensorrt_build  # noqa: F401  (GPU workers only; never run here)
-    from optimizers.passes import distill, prune_structured  # noqa: F401
 
 
 __all__ = ["Pass", "PassConfig", "PassContext", "Preflight", "Requirements", "all_passes", "get_pass", "register"]

@@ -48,10 +48,13 @@ shrink at every link, and quantized inputs.
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import json
 import math
+import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -402,22 +405,65 @@ def default_teacher_layers(teacher_layers: int, student_layers: int) -> list[int
     return [int(math.floor(i * step + 0.5)) for i in range(student_layers)]
 
 
-def distillation_texts() -> list[str]:
-    """Training sentences: the pydoc train split's queries and passages plus the passages' single sentences.
+#: Paragraphs whose lines start so are code samples, grammar, doctests or tables, not prose.
+_NOT_PROSE = ("   ", "\t", ">>>", "+", "|")
+#: Training sentences shorter than this (characters) are left out (headings, fragments).
+_MIN_SENTENCE_CHARS = 20
 
-    Any text whose hash is also in the calibration or eval split is left out (the
-    splits are disjoint by pair; a sentence cut from a passage is checked too).
-    """
-    import hashlib
 
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _prose_paragraphs(document: str) -> Iterator[str]:
+    """The document's prose paragraphs, whitespace-normalised (no code, grammar, tables or headings)."""
+    for block in re.split(r"\n\s*\n", document):
+        lines = block.splitlines()
+        if not lines or any(line.startswith(_NOT_PROSE) for line in lines):
+            continue
+        if len(lines) == 2 and set(lines[1].strip()) <= set("*=-~^"):
+            continue  # a reST heading and its underline
+        yield " ".join(block.split())
+
+
+@functools.lru_cache(maxsize=1)
+def _distillation_texts() -> tuple[str, ...]:
     from optimizers.evaluation.datasets import _SENTENCE_END, pydoc_retrieval
+    from optimizers.zoo.tiny_lm import corpus_splits
 
-    train = pydoc_retrieval("train").texts
-    held_out = pydoc_retrieval("eval").content_hashes() | pydoc_retrieval("calibration").content_hashes()
-    texts = set(train)
-    for passage in train:
-        texts.update(sentence for sentence in _SENTENCE_END.split(passage) if len(sentence) >= 20)
-    return sorted(text for text in texts if hashlib.sha256(text.encode()).hexdigest() not in held_out)
+    held_out = pydoc_retrieval("eval").texts + pydoc_retrieval("calibration").texts
+    held_out_hashes = {_sha256(text) for text in held_out}
+    # The held-out texts' single sentences too: a paragraph sharing any of them is a held-out pair's source.
+    held_out_sentences = held_out_hashes | {_sha256(s) for text in held_out for s in _SENTENCE_END.split(text)}
+    # All of the tiny-LM corpus's splits (those are the tiny LM's, not the encoder's): the pydoc topics in
+    # paragraph chunks and the standard-library docstrings. Plus the pydoc retrieval train split itself.
+    documents = [text for texts in corpus_splits().values() for text in texts]
+    documents += pydoc_retrieval("train").texts
+    texts: set[str] = set()
+    for document in documents:
+        for paragraph in _prose_paragraphs(document):
+            sentences = _SENTENCE_END.split(paragraph)
+            if any(_sha256(sentence) in held_out_sentences for sentence in [paragraph, *sentences]):
+                continue
+            if len(sentences) > 1:
+                texts.add(paragraph)
+            texts.update(sentence for sentence in sentences if len(sentence) >= _MIN_SENTENCE_CHARS)
+    return tuple(sorted(text for text in texts if _sha256(text) not in held_out_hashes))
+
+
+def distillation_texts() -> list[str]:
+    """Encoder training text: English prose paragraphs ("passages") and their single sentences, sorted.
+
+    Sources: the whole tiny-LM corpus (``optimizers.zoo.tiny_lm.corpus_splits``: the
+    ``pydoc_data.topics`` documentation in paragraph chunks and the docstrings of
+    the top-level standard-library modules) and the ``zoo:pydoc-retrieval`` train
+    split; code samples, grammar, doctests, tables and headings are skipped. Held
+    out: every paragraph that contains a sentence of a calibration or eval text of
+    ``zoo:pydoc-retrieval`` (so the pairs those splits were cut from), and any
+    text whose content hash is in either split. Deterministic for a given Python
+    (its standard library is the text); about 10,000 texts.
+    """
+    return list(_distillation_texts())
 
 
 class _EncoderTrainer(_Trainer):

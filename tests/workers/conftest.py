@@ -9,7 +9,7 @@ for another process to see them).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -90,3 +90,27 @@ def wait_for_worker_log(celery_worker: CeleryWorker) -> Callable[..., None]:
             time.sleep(0.1)
 
     return wait
+
+
+@pytest.fixture
+def api_broker(redis_server: RedisServer) -> Iterator[str]:
+    """Point the web side's Celery app at the test broker, so an API submission reaches the worker."""
+    from workers.celery import app
+
+    previous = app.conf.broker_url
+    app.conf.broker_url = redis_server.url
+    app.close()
+    yield redis_server.url
+    app.conf.broker_url = previous
+    app.close()
+
+
+def page_for(user, job) -> str:
+    """The job page as ``user`` sees it (asserts it answers 200)."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    response = client.get(f"/jobs/{job.pk}/")
+    assert response.status_code == 200
+    return response.content.decode()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Iterator
 
 import pytest
 
 from optimizers.llama_cpp_tools import find_converter
-from tests.support.services import RedisServer
 from tests.webapp.helpers import api_client_for
+from tests.workers.conftest import page_for
 from webapp.accounts.models import Membership, Team
 from webapp.jobs.models import Job
 
@@ -22,19 +21,6 @@ RECIPE = {
     # One thread: on a busy shared machine, llama.cpp's spinning barriers make 2 threads crawl.
     "benchmark": {"threads": 1},
 }
-
-
-@pytest.fixture
-def api_broker(redis_server: RedisServer) -> Iterator[str]:
-    """Point the web side's Celery app at the test broker, so an API submission reaches the worker."""
-    from workers.celery import app
-
-    previous = app.conf.broker_url
-    app.conf.broker_url = redis_server.url
-    app.close()
-    yield redis_server.url
-    app.conf.broker_url = previous
-    app.close()
 
 
 @pytest.fixture(scope="module")
@@ -88,16 +74,6 @@ def test_api_job_converts_and_quantizes_the_tiny_lm_to_q4_k_m(
         with archive.open("model.gguf") as handle:
             assert handle.read(4) == b"GGUF"
 
-    page = _page_for(owner, job)
+    page = page_for(owner, job)
     assert "generations-table" in page and "generation-table" in page
     assert "chart-generation" in page and "chart-quality-size" in page
-
-
-def _page_for(user, job) -> str:
-    from django.test import Client
-
-    client = Client()
-    client.force_login(user)
-    response = client.get(f"/jobs/{job.pk}/")
-    assert response.status_code == 200
-    return response.content.decode()
