@@ -15,7 +15,7 @@ from webapp.api import ErrorSerializer, error, request_team
 from webapp.catalog.services import resolve_dataset, resolve_model
 from webapp.jobs.estimates import estimate_recipe
 from webapp.jobs.models import Artifact, Job
-from webapp.jobs.services import cancel_job, submit_job, submit_search_job
+from webapp.jobs.services import cancel_job, submit_job, submit_search_job, submit_serving_job
 from webapp.parsers import LimitedJSONParser
 from webapp.reviews.services import DEPLOYABLE_STATES, approval_state
 
@@ -94,6 +94,17 @@ SEARCH_EXAMPLE = {
 }
 
 
+SERVING_EXAMPLE = {
+    "mode": "serving",
+    "name": "digits: serving analysis",
+    "model": "zoo:digits-cnn",
+    "steps": [{"pass": "onnx_export"}],
+    "p95_budget_ms": 20,
+    "batching": {"max_batch_sizes": [1, 4, 8, 16], "max_queue_delays_ms": [0, 2, 10], "requests_per_cell": 200},
+    "triton": {"model_name": "digits", "instance_count": 1},
+}
+
+
 class JobListView(APIView):
     parser_classes = [LimitedJSONParser]
 
@@ -109,13 +120,18 @@ class JobListView(APIView):
             "`model:<id>` from GET /api/v1/models; `dataset` (optional) is `dataset:<id>`. Optional top-level "
             '`name` and `team`. With `"mode": "search"` the body is a search space instead '
             "(`axes`: lists of options, each `none` or steps; `budget_s`; optional `gate`, `benchmark`, "
-            "`evaluation`): the job tries every combination within the budget and reports all candidates."
+            "`evaluation`): the job tries every combination within the budget and reports all candidates. "
+            'With `"mode": "serving"` the body is a serving analysis (`p95_budget_ms`, optional `steps`, '
+            "`batching` grid, `triton`, `kv_cache`): classifiers and encoders get a dynamic batching sweep, a "
+            "recommended setting within the p95 budget and a Triton model repository (when the analysed artifact "
+            "is ONNX); causal LMs get the KV-cache table and decode rooflines."
         ),
         parameters=[OpenApiParameter("team", str, description="team name (default: your first team)")],
         request=OpenApiTypes.OBJECT,
         examples=[
             OpenApiExample("ONNX export + dynamic INT8", value=RECIPE_EXAMPLE, request_only=True),
             OpenApiExample("Search", value=SEARCH_EXAMPLE, request_only=True),
+            OpenApiExample("Serving analysis", value=SERVING_EXAMPLE, request_only=True),
         ],
         responses={201: JobCreatedSerializer, 400: ErrorSerializer},
     )
@@ -140,11 +156,13 @@ class JobListView(APIView):
             mode = recipe.get("mode", "recipe")
             if mode == "search":
                 job = submit_search_job(request.user, team, entry, recipe, dataset=dataset, name=name)
+            elif mode == "serving":
+                job = submit_serving_job(request.user, team, entry, recipe, dataset=dataset, name=name)
             elif mode == "recipe":
                 recipe.pop("mode", None)
                 job = submit_job(request.user, team, entry, recipe, dataset=dataset, name=name)
             else:
-                raise RecipeError(f"unknown mode {mode!r}: use 'recipe' (default) or 'search'")
+                raise RecipeError(f"unknown mode {mode!r}: use 'recipe' (default), 'search' or 'serving'")
         except RecipeError as problem:
             return error(str(problem))
         return Response({"id": job.pk, "status": job.status}, status=status.HTTP_201_CREATED)

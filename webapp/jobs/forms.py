@@ -367,3 +367,56 @@ class SearchJobForm(forms.Form):
             "budget_s": data["budget_s"],
             "benchmark": {"batch_sizes": data["batch_sizes"], "seq_len": data["seq_len"]},
         }
+
+
+def parse_delays(text: str) -> list[float]:
+    try:
+        delays = [float(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise forms.ValidationError("queue delays must be numbers (ms) separated by commas, e.g. 0,2,10") from None
+    if not delays:
+        raise forms.ValidationError("give at least one queue delay")
+    return delays
+
+
+class ServingJobForm(forms.Form):
+    """A ``mode: serving`` job: the p95 budget and a small batching grid; ``serving_spec`` validates."""
+
+    prefix = "serving"
+
+    team = forms.ModelChoiceField(queryset=None, empty_label=None)
+    model = forms.ModelChoiceField(queryset=None, empty_label=None)
+    name = forms.CharField(max_length=200, required=False, help_text="Optional.")
+    onnx_export = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Export to ONNX first",
+        help_text="Analyse the ONNX export (needed for the Triton repository). Leave off for ONNX uploads and LLMs.",
+    )
+    p95_budget_ms = forms.FloatField(initial=50, min_value=0.001, label="p95 latency budget (ms)")
+    max_batch_sizes = forms.CharField(initial="1,4,8,16", label="Max batch sizes", help_text="Comma-separated.")
+    max_queue_delays_ms = forms.CharField(initial="0,2,10", label="Max queue delays (ms)", help_text="Comma-separated.")
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["team"].queryset = teams_of(user)
+        self.fields["model"].queryset = ModelEntry.objects.visible_to(user)
+
+    def clean_max_batch_sizes(self) -> list[int]:
+        return parse_batch_sizes(self.cleaned_data["max_batch_sizes"])
+
+    def clean_max_queue_delays_ms(self) -> list[float]:
+        return parse_delays(self.cleaned_data["max_queue_delays_ms"])
+
+    def serving_mapping(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {
+            "mode": "serving",
+            "model": data["model"].reference,
+            "steps": [{"pass": "onnx_export"}] if data.get("onnx_export") else [],
+            "p95_budget_ms": data["p95_budget_ms"],
+            "batching": {
+                "max_batch_sizes": data["max_batch_sizes"],
+                "max_queue_delays_ms": data["max_queue_delays_ms"],
+            },
+        }

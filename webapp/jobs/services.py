@@ -147,6 +147,47 @@ def submit_search_job(user, team, model_entry, mapping: dict[str, Any], dataset=
     return job
 
 
+def serving_spec(user, model_entry, mapping: dict[str, Any], dataset=None):
+    """Validate a ``mode: serving`` mapping for ``model_entry`` → ``ServingSpec``.
+
+    ``model`` is set to the entry's reference and ``task`` to the entry's unless given;
+    calibration datasets in ``steps`` are resolved as for ``submit_job``. Raises ``RecipeError``
+    for unknown keys, a bad budget or grid, an unknown pass, a step chain that cannot run on
+    the entry's format, or a dataset (a serving analysis measures load, not quality).
+    """
+    from optimizers.serving.analysis import ServingSpec
+
+    if dataset is not None or mapping.get("dataset"):
+        raise RecipeError("a serving analysis takes no dataset: it measures latency under load, not quality")
+    raw = dict(mapping)
+    raw["model"] = model_entry.reference
+    if not raw.get("task"):
+        raw["task"] = model_entry.task
+    raw["steps"] = resolve_calibration_datasets(user, raw.get("steps"))
+    spec = ServingSpec.parse(raw)
+    # ServingSpec.parse guesses the input format from the reference; the entry knows it.
+    Recipe.parse({"model": spec.model, "steps": spec.steps}, input_format=model_entry.format)
+    return spec
+
+
+def submit_serving_job(user, team, model_entry, mapping: dict[str, Any], dataset=None, name: str = "") -> Job:
+    """Like ``submit_job`` for a serving analysis: the job's ``recipe`` is the ``ServingSpec`` as JSON."""
+    spec = serving_spec(user, model_entry, mapping, dataset=dataset)
+    steps = [Step.from_raw(step) for step in spec.steps]
+    job = Job.objects.create(
+        team=team,
+        submitter=user,
+        name=(name or "").strip()[:200] or f"{model_entry.name}: serving analysis"[:200],
+        model=model_entry,
+        recipe=spec.model_dump(mode="json", exclude_none=True),
+        queue=route_recipe(SimpleNamespace(steps=steps)),
+        celery_task_id=str(uuid.uuid4()),
+    )
+    job_id = job.pk
+    transaction.on_commit(lambda: enqueue_job(job_id))
+    return job
+
+
 def resolve_calibration_datasets(user, steps: Any) -> Any:
     """Steps whose ``calibration_dataset`` is ``dataset:<id>`` get that upload's file path.
 

@@ -8,6 +8,7 @@ urlpatterns = [
     path("jobs/", views.job_list, name="list"),
     path("jobs/new/", views.job_new, name="new"),
     path("jobs/new/search/", views.job_new_search, name="new_search"),
+    path("jobs/new/serving/", views.job_new_serving, name="new_serving"),
     path("jobs/<int:pk>/", views.job_detail, name="detail"),
     path("jobs/<int:pk>/status/", views.job_status, name="status"),
     path("jobs/<int:pk>/cancel/", views.job_cancel, name="cancel"),

@@ -21,11 +21,12 @@ from webapp.jobs.access import login_or_token_required
 from webapp.jobs.advice import model_advice
 from webapp.jobs.charts import report_figures
 from webapp.jobs.estimates import estimate_recipe
-from webapp.jobs.forms import NewJobForm, SearchJobForm
+from webapp.jobs.forms import NewJobForm, SearchJobForm, ServingJobForm
 from webapp.jobs.models import Artifact, Job
 from webapp.jobs.results import build_results
 from webapp.jobs.search_results import build_search_results
-from webapp.jobs.services import cancel_job, submit_job, submit_search_job
+from webapp.jobs.services import cancel_job, submit_job, submit_search_job, submit_serving_job
+from webapp.jobs.serving_results import build_serving_results
 from webapp.reviews.downloads import check_download, record_download
 
 LOG_TAIL_CHARS = 20_000
@@ -92,12 +93,19 @@ def job_detail(request, pk: int):
     job = _visible_job(request, pk)
     results = build_results(job.report)
     search = build_search_results(job.report)
+    serving = build_serving_results(job.report)
+    artifacts = list(job.artifacts.all())
+    # Model cards describe a recipe variant; a search's are on its comparison page, a serving job has none.
+    is_serving = serving is not None or (isinstance(job.recipe, dict) and job.recipe.get("mode") == "serving")
+    card_artifacts = [] if search or is_serving else [artifact for artifact in artifacts if artifact.format != "triton"]
     context = {
         **_status_context(job),
         "results": results,
         "search": search,
+        "serving": serving,
         "figures": report_figures(results.report) if results and results.report.variants else None,
-        "artifacts": job.artifacts.all(),
+        "artifacts": artifacts,
+        "card_artifacts": card_artifacts,
         "recipe_json": json.dumps(job.recipe, indent=2),
     }
     return render(request, "jobs/job_detail.html", context)
@@ -186,3 +194,27 @@ def job_new_search(request):
     no_team = not form.fields["team"].queryset.exists()
     status = 400 if request.method == "POST" else 200
     return render(request, "jobs/job_new_search.html", {"form": form, "no_team": no_team}, status=status)
+
+
+@login_required
+def job_new_serving(request):
+    """The new-job page's "Serving" tab: a p95 budget and a dynamic batching grid (``mode: serving``)."""
+    ensure_demo_models()
+    initial = {}
+    if request.method == "GET" and (model_id := request.GET.get("model", "")).isdigit():
+        initial["model"] = int(model_id)
+    form = ServingJobForm(request.POST or None, user=request.user, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            job = submit_serving_job(
+                request.user, data["team"], data["model"], form.serving_mapping(), name=data["name"]
+            )
+        except RecipeError as error:
+            form.add_error(None, str(error))
+        else:
+            messages.success(request, f"Serving analysis job #{job.pk} queued.")
+            return redirect("jobs:detail", pk=job.pk)
+    no_team = not form.fields["team"].queryset.exists()
+    status = 400 if request.method == "POST" else 200
+    return render(request, "jobs/job_new_serving.html", {"form": form, "no_team": no_team}, status=status)
