@@ -1,10 +1,11 @@
-"""zoo:tiny-lm on this CPU: PyTorch FP32 vs llama.cpp F16 / Q8_0 / Q5_K_M / Q4_K_M, as ratios.
+"""zoo:tiny-lm on this CPU: PyTorch FP32 and ONNX Runtime FP32 vs llama.cpp F16 / Q8_0 / Q5_K_M / Q4_K_M, as ratios.
 
 Usage: ``python benchmarks/llm_cpu.py [--rounds 3] [--windows 64] [--threads N]``
 
 Quality: perplexity on the held-out split (sliding windows of 256 tokens),
 KL divergence and top-1 agreement against the FP32 baseline, every variant
-scored on the same token ids (GGUF through llama.cpp's own logits). Speed:
+scored on the same token ids (GGUF through llama.cpp's own logits, ONNX through
+ONNX Runtime with the exported KV cache). Speed:
 each variant timed in its own process (``measure_isolated``), variants
 alternated within each round; prefill of a 512-token prompt and decode of 128
 new tokens at batch 1; the table reports medians across rounds with the spread
@@ -30,6 +31,7 @@ from optimizers.recipe import BenchmarkSettings  # noqa: E402
 #: (label, chain of (pass, config)) — every chain starts from the FP32 tiny LM.
 VARIANTS: list[tuple[str, list[tuple[str, dict]]]] = [
     ("PyTorch FP32", []),
+    ("ONNX Runtime FP32", [("onnx_export", {})]),
     ("llama.cpp F16", [("gguf_convert", {"outtype": "f16"})]),
     ("llama.cpp Q8_0", [("gguf_convert", {"outtype": "f16"}), ("gguf_quantize", {"type": "Q8_0"})]),
     ("llama.cpp Q5_K_M", [("gguf_convert", {"outtype": "f16"}), ("gguf_quantize", {"type": "Q5_K_M"})]),
@@ -70,7 +72,10 @@ def main() -> int:
     base_ppl = metrics[VARIANTS[0][0]]["perplexity"]
     reference_decode = statistics.median(decode[REFERENCE])
     print(f"\nzoo:tiny-lm ({baseline.size_bytes / 1e6:.1f} MB FP32), {device}; {args.rounds} rounds")
-    print(f"threads: PyTorch {threads[VARIANTS[0][0]]}, llama.cpp {threads[REFERENCE]}")
+    print(
+        f"threads: PyTorch {threads[VARIANTS[0][0]]}, ONNX Runtime {threads['ONNX Runtime FP32']}, "
+        f"llama.cpp {threads[REFERENCE]}"
+    )
     print(f"quality on {int(metrics[REFERENCE]['eval_tokens'])} held-out tokens; speed at batch 1, 512-token prompt,")
     print("128 new tokens; tokens/s are medians over rounds; spread = max/min − 1 of decode across rounds\n")
     print(

@@ -1,14 +1,27 @@
 """``onnx_export``: PyTorch → ONNX, verified against PyTorch.
 
-Two inputs are accepted: a Hugging Face encoder folder (``hf``,
+Three inputs are accepted: a Hugging Face encoder folder (``hf``,
 feature-extraction; dynamic batch and sequence axes, output
-``last_hidden_state``) and an InferOpt-native module (``torch``,
-image-classification, e.g. ``zoo:digits-cnn``; input ``pixel_values``
-N×C×H×W with a dynamic batch axis, output ``logits``).
+``last_hidden_state``), a Hugging Face causal LM (``hf``, causal-lm; see
+below) and an InferOpt-native module (``torch``, image-classification, e.g.
+``zoo:digits-cnn``; input ``pixel_values`` N×C×H×W with a dynamic batch axis,
+output ``logits``).
+
+A causal LM is exported with its KV cache as explicit tensors, so decoding
+runs one token per step: inputs ``input_ids`` (batch × sequence) and
+``past_key_values.{i}.key`` / ``.value`` (batch × kv-heads × past × head-dim,
+past length 0 for a fresh sequence); outputs ``logits`` (batch × sequence ×
+vocab) and ``present.{i}.key`` / ``.value`` (past + sequence long). Positions
+follow from the past length; there is no ``attention_mask`` input, so the
+rows of a batch must not be padded. Only the dynamo exporter can trace the
+cache (a ``torchscript`` export of a causal LM is refused in preflight).
 
 After export the graph is run in ONNX Runtime on inputs of two different
 shapes (so a frozen axis is caught) and compared with PyTorch; a difference
-above ``atol`` fails the pass loudly instead of shipping a wrong model.
+above ``atol`` fails the pass loudly instead of shipping a wrong model. A
+causal LM is checked on a fresh sequence (batch 1) and on a batch of 2 fed
+as a prefix and then the rest through the returned cache, against PyTorch's
+full-sequence logits.
 """
 
 from __future__ import annotations
@@ -47,21 +60,27 @@ class OnnxExport(Pass):
     name = "onnx_export"
     title = "ONNX export"
     description = (
-        "Export a Hugging Face encoder (dynamic batch and sequence axes) or an image classifier "
-        "(dynamic batch axis) to ONNX and verify ONNX Runtime's output against PyTorch."
+        "Export a Hugging Face encoder (dynamic batch and sequence axes), a causal LM (with its KV cache "
+        "as inputs and outputs) or an image classifier (dynamic batch axis) to ONNX and verify ONNX "
+        "Runtime's output against PyTorch."
     )
     Config = OnnxExportConfig
     input_formats = ("hf", "torch")
-    tasks = ("feature-extraction", "image-classification")
+    tasks = ("feature-extraction", "causal-lm", "image-classification")
     output_format = "onnx"
 
     def preflight(self, artifact: ModelArtifact, config: PassConfig) -> Preflight:
         report = super().preflight(artifact, config)
-        expected_task = {"hf": "feature-extraction", "torch": "image-classification"}[artifact.format]
-        if artifact.task != expected_task:
+        expected_tasks = {"hf": ("feature-extraction", "causal-lm"), "torch": ("image-classification",)}
+        if artifact.task not in expected_tasks[artifact.format]:
             raise PreflightError(
-                f"onnx_export exports {artifact.format} models for {expected_task} only; "
-                f"'{artifact.name}' is {artifact.task}"
+                f"onnx_export exports {artifact.format} models for {' or '.join(expected_tasks[artifact.format])} "
+                f"only; '{artifact.name}' is {artifact.task}"
+            )
+        if artifact.task == "causal-lm" and config.exporter != "dynamo":
+            raise PreflightError(
+                "onnx_export needs the dynamo exporter for causal LMs (the TorchScript tracer cannot "
+                "export the KV cache); remove exporter: torchscript"
             )
         if artifact.metadata.get("weights"):
             raise PreflightError(
@@ -74,6 +93,8 @@ class OnnxExport(Pass):
     def run(self, artifact: ModelArtifact, config: OnnxExportConfig, ctx: PassContext) -> ModelArtifact:
         if artifact.format == "torch":
             return self._export_image_classifier(artifact, config, ctx)
+        if artifact.task == "causal-lm":
+            return self._export_causal_lm(artifact, config, ctx)
         import torch
         from transformers import AutoModel
 
@@ -130,6 +151,75 @@ class OnnxExport(Pass):
             produced_by=self.name,
             config=config.model_dump(),
             metadata={"verified_max_abs_diff": worst, "opset": config.opset, "inputs": input_names},
+        )
+
+    def _export_causal_lm(self, artifact: ModelArtifact, config: OnnxExportConfig, ctx: PassContext) -> ModelArtifact:
+        """``hf`` causal LM → ONNX with the KV cache as explicit inputs and outputs (see the module docstring)."""
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from optimizers.runtimes import load_tokenizer
+
+        out = ctx.work_dir
+        out.mkdir(parents=True, exist_ok=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            artifact.folder, trust_remote_code=False, local_files_only=True, attn_implementation="eager"
+        ).eval()
+        tokenizer = load_tokenizer(artifact)
+        sample = torch.tensor([_token_ids(tokenizer, text)[:6] for text in _VERIFY_TEXTS[1:]], dtype=torch.long)
+        with torch.inference_mode():
+            cache = model(input_ids=sample, use_cache=True).past_key_values
+        layers = getattr(cache, "layers", None)
+        if not layers or not all(hasattr(layer, "keys") and hasattr(layer, "values") for layer in layers):
+            raise PassError(f"{type(cache).__name__} is not a per-layer key/value cache; onnx_export cannot export it")
+        # A past of 3 positions (not 0 or 1, which torch.export would freeze as constants).
+        past = [tensor[:, :, :3].contiguous() for layer in layers for tensor in (layer.keys, layer.values)]
+        past_names = [f"past_key_values.{i}.{kind}" for i in range(len(layers)) for kind in ("key", "value")]
+        present_names = [name.replace("past_key_values.", "present.") for name in past_names]
+        batch_dim = torch.export.Dim("batch", max=4096)
+        seq_dim, past_dim = torch.export.Dim("sequence", max=8192), torch.export.Dim("past_sequence", max=8192)
+        shapes = ({0: batch_dim, 1: seq_dim}, tuple({0: batch_dim, 2: past_dim} for _ in past_names))
+        # Protobuf caps one file at 2 GB: larger models keep their weights in model.onnx.data.
+        external = sum(p.numel() * p.element_size() for p in model.parameters()) > 1_800_000_000
+        ctx.log(f"exporting with the dynamo exporter, opset {config.opset}, KV cache of {len(layers)} layers")
+        ctx.progress(0.1, "exporting")
+        onnx_path = out / "model.onnx"
+        with torch.inference_mode():
+            torch.onnx.export(
+                _CausalLM(model, len(layers)).eval(),
+                (sample, *past),
+                str(onnx_path),
+                input_names=["input_ids", *past_names],
+                output_names=["logits", *present_names],
+                dynamic_shapes=shapes,
+                opset_version=config.opset,
+                dynamo=True,
+                external_data=external,
+            )
+        copy_companion_files(artifact.folder, out)
+        ctx.progress(0.7, "verifying against PyTorch")
+        worst = _verify_causal_lm(model, tokenizer, onnx_path, past_names, tuple(past[0].shape))
+        if worst > config.atol:
+            raise PassError(
+                f"ONNX Runtime logits differ from PyTorch by {worst:.2e} (tolerance {config.atol:.0e}); "
+                "the export is wrong and was not kept"
+            )
+        ctx.log(f"verified: max abs logits difference to PyTorch {worst:.2e} (fresh sequence; prefix + cached rest)")
+        return ModelArtifact.from_folder(
+            out,
+            name="onnx_export",
+            format="onnx",
+            task=artifact.task,
+            parent=artifact,
+            produced_by=self.name,
+            config=config.model_dump(),
+            metadata={
+                "verified_max_abs_diff": worst,
+                "opset": config.opset,
+                "inputs": ["input_ids"],
+                "kv_cache": True,
+                "cache_layers": len(layers),
+            },
         )
 
     def _export_image_classifier(
@@ -249,3 +339,72 @@ def _verify(model, tokenizer, onnx_path, input_names: list[str]) -> float:
             raise PassError(f"ONNX output shape {got.shape} differs from PyTorch {expected.shape}")
         worst = max(worst, float(np.max(np.abs(got - expected))))
     return worst
+
+
+def _token_ids(tokenizer, text: str) -> list[int]:
+    return list(tokenizer(text)["input_ids"])
+
+
+def _causal_lm_class():
+    import torch
+    from transformers import DynamicCache
+
+    class CausalLM(torch.nn.Module):
+        """``input_ids`` and a flat past (key, value per layer) in; logits and the flat present out."""
+
+        def __init__(self, inner: torch.nn.Module, num_layers: int) -> None:
+            super().__init__()
+            self.inner = inner
+            self.num_layers = num_layers
+
+        def forward(self, input_ids: torch.Tensor, *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            pairs = [(past[2 * i], past[2 * i + 1]) for i in range(self.num_layers)]
+            cache = DynamicCache(ddp_cache_data=pairs, config=self.inner.config)
+            output = self.inner(input_ids=input_ids, past_key_values=cache, use_cache=True)
+            present = [tensor for layer in output.past_key_values.layers for tensor in (layer.keys, layer.values)]
+            return (output.logits, *present)
+
+    return CausalLM
+
+
+def _CausalLM(inner, num_layers):  # noqa: N802 - reads like the class it builds
+    return _causal_lm_class()(inner, num_layers)
+
+
+def _verify_causal_lm(model, tokenizer, onnx_path, past_names: list[str], past_shape: tuple[int, ...]) -> float:
+    """Largest |ORT − PyTorch| logits difference over two checks.
+
+    (1) one fresh sequence (empty past); (2) a batch of two sequences fed as a
+    prefix, then their last 3 tokens through the returned ``present`` cache.
+    Both are compared with PyTorch's full-sequence logits (no cache).
+    """
+    import onnxruntime as ort
+    import torch
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+
+    def empty(batch: int) -> dict[str, np.ndarray]:
+        shape = (batch, past_shape[1], 0, past_shape[3])
+        return {name: np.zeros(shape, dtype=np.float32) for name in past_names}
+
+    def expected(ids: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(input_ids=torch.from_numpy(ids), use_cache=False).logits.float().numpy()
+
+    single = np.array([_token_ids(tokenizer, _VERIFY_TEXTS[0])], dtype=np.int64)
+    got = session.run(["logits"], {"input_ids": single, **empty(1)})[0]
+    want = expected(single)
+    if got.shape != want.shape:
+        raise PassError(f"ONNX logits shape {got.shape} differs from PyTorch {want.shape}")
+    worst = float(np.max(np.abs(got - want)))
+
+    rows = [_token_ids(tokenizer, text) for text in _VERIFY_TEXTS[1:]]
+    length = min(len(row) for row in rows)
+    pair = np.array([row[:length] for row in rows], dtype=np.int64)
+    want = expected(pair)
+    first = session.run(None, {"input_ids": pair[:, :-3], **empty(2)})
+    rest = session.run(None, {"input_ids": pair[:, -3:], **dict(zip(past_names, first[1:], strict=True))})
+    got = np.concatenate([first[0], rest[0]], axis=1)
+    if got.shape != want.shape or rest[1].shape[2] != length:
+        raise PassError(f"ONNX logits/cache shapes {got.shape}, {rest[1].shape} do not match PyTorch {want.shape}")
+    return max(worst, float(np.max(np.abs(got - want))))

@@ -1,4 +1,4 @@
-"""Causal language model runtimes: a common interface over PyTorch and llama.cpp.
+"""Causal language model runtimes: a common interface over PyTorch, llama.cpp and ONNX Runtime.
 
 ``CausalLMRuntime`` is what evaluation and the generation benchmark use:
 
@@ -39,7 +39,7 @@ class CausalLMRuntime(Protocol):
 
 
 def load_causal_runtime(artifact: ModelArtifact, *, threads: int | None = None, context: int | None = None):
-    """Open a causal LM artifact: ``hf`` → PyTorch eager, ``gguf`` → llama.cpp.
+    """Open a causal LM artifact: ``hf`` → PyTorch eager, ``gguf`` → llama.cpp, ``onnx`` → ONNX Runtime (CPU).
 
     ``context`` is the longest sequence the caller will run (llama.cpp sizes its
     KV cache from it; default: the model's trained context).
@@ -52,7 +52,14 @@ def load_causal_runtime(artifact: ModelArtifact, *, threads: int | None = None, 
         from optimizers.runtimes.llama_cpp import LlamaCppRuntime
 
         return LlamaCppRuntime(artifact, threads=threads, context=context)
-    raise PreflightError(f"no causal-LM runtime for {artifact.format} artifacts (hf and gguf are supported)")
+    if artifact.format == "onnx":
+        from optimizers.onnx_safety import check_onnx_external_data
+        from optimizers.runtimes.onnxruntime_causal import OrtCausalRuntime
+
+        # ONNX Runtime follows external-data paths itself: refuse escaping ones first.
+        check_onnx_external_data(artifact.onnx_file)
+        return OrtCausalRuntime(artifact, threads=threads)
+    raise PreflightError(f"no causal-LM runtime for {artifact.format} artifacts (hf, gguf and onnx are supported)")
 
 
 def greedy_generate(
