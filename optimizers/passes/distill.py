@@ -8,13 +8,20 @@ Students by model kind:
   ``teacher_layers`` (default: the first and the last and evenly spaced between,
   e.g. 0, 3, 5 of 6 — the first and last layers are the most sensitive ones, see
   ``prune_structured``); ``init: random`` starts from a fresh initialisation.
-  Embedding distillation on the sentences of the ``zoo:pydoc-retrieval`` train
-  split (its queries, passages and the passages' single sentences; never the
-  calibration or eval split): loss = ``1 − cosine`` between the student's and the
-  teacher's mean-pooled embeddings + ``hidden_weight`` × the MSE between their
-  last hidden states over real tokens. ``temperature`` and ``alpha`` do not apply
-  (there are no class logits). Saved as an ``hf`` folder with the teacher's
-  tokenizer and pooling files; it loads with ``AutoModel.from_pretrained``.
+  Embedding distillation on unlabelled English that ships with every CPython
+  (``distillation_texts``, about 10,400 texts): the prose paragraphs and their
+  single sentences from the tiny-LM corpus (``optimizers.zoo.tiny_lm.corpus_splits``:
+  the ``pydoc_data.topics`` documentation and the docstrings of the top-level
+  standard-library modules) and from the ``zoo:pydoc-retrieval`` train split.
+  Never the calibration or eval split: a paragraph sharing any sentence with one
+  of their texts is left out whole, and no training text has the content hash of
+  a held-out text. Batches group texts of similar length (less padding); with
+  ``init: teacher`` the word embeddings stay the teacher's (frozen). Loss =
+  ``1 − cosine`` between the student's and the teacher's mean-pooled embeddings
+  + ``hidden_weight`` × the MSE between their last hidden states over real
+  tokens. ``temperature`` and ``alpha`` do not apply (there are no class
+  logits). Saved as an ``hf`` folder with the teacher's tokenizer and pooling
+  files; it loads with ``AutoModel.from_pretrained``.
 - **CNNs** (``torch``, ``image-classification``, ``zoo:digits-cnn``): a digits CNN
   with ``student_channels`` / ``student_hidden`` (default: half of the
   teacher's), trained on the digits train split with
@@ -31,16 +38,24 @@ batches drawn from a seeded generator; encoder students train without dropout
 (the saved config keeps the teacher's rates); on a machine with CUDA the training
 runs there.
 
-Measured quality (pooled cosine to the teacher on the held-out eval split, 3 of 6
-MiniLM layers): 0.62 untrained from layers 0, 3, 5; 0.88 after the default 120
-steps; 0.89 after 300 and 0.90 after 1000 — the 477 training sentences, not the
-step count, limit it. A random start reaches 0.69 after 300 steps.
+Measured quality (pooled cosine to the teacher on all 256 texts of the held-out
+eval split, 3 of 6 MiniLM layers): 0.62 untrained from layers 0, 3, 5. On the
+477 pydoc train sentences alone: 0.88 after 120 steps, 0.89 after 300, 0.90
+after 1000 (GPU). On the ~10,400 texts now, the default 120 steps of 32 texts:
+0.882 with ``hidden_weight`` 4 (the default), 0.879 with 1; pure pooled cosine
+(``hidden_weight`` 0, 240 steps of 16, learning rate 1e-3) 0.871. A default run
+takes 230–380 s of CPU time (5–6.5 min wall) on a busy shared 2-core CPU. At
+120 steps the student sees only ~3,800 texts, so 20× more text barely moves it
+(0.883 on the 477 sentences); the issue's 0.95 is not reached at this budget,
+and longer runs on the larger text are not measured yet. A random start reaches
+0.69 after 300 steps (477 sentences).
 
 ``metadata["details"]``: ``training_curve`` (``[{"step", "loss", "link"}]``,
 steps counted across links), ``links`` (per link: sizes, steps, first and final
 loss, quality on the calibration split — pooled cosine to the original teacher,
 or accuracy), ``student`` sizes, ``parameters_teacher``, ``parameters_student``,
-``calibration_cosine`` or ``calibration_accuracy`` (and the teacher's). Preflight
+``calibration_cosine`` or ``calibration_accuracy`` (and the teacher's); encoders also
+``train_texts`` (count) and ``train_text_source``. Preflight
 refuses a student that is not smaller than its teacher, a chain that does not
 shrink at every link, and quantized inputs.
 """
@@ -67,6 +82,11 @@ from optimizers.errors import PassError, PreflightError
 from optimizers.passes import register
 from optimizers.passes.base import SAME_AS_INPUT, Pass, PassConfig, PassContext, Preflight
 
+#: Where the encoder's training text comes from (``details["train_text_source"]``).
+TRAIN_TEXT_SOURCE = (
+    "prose paragraphs and sentences of Python's pydoc topics and standard-library docstrings (the tiny-LM corpus) "
+    "and the pydoc-retrieval train split, minus everything sharing a sentence with its calibration or eval split"
+)
 #: Encoder texts are cut to this many tokens (pydoc sentences are shorter; it bounds step time).
 MAX_TOKENS = 128
 
@@ -81,7 +101,7 @@ class DistillConfig(PassConfig):
         "evenly spaced between).",
     )
     hidden_weight: float = Field(
-        1.0,
+        4.0,
         ge=0.0,
         le=100.0,
         description="Encoders: weight of the last-hidden-state MSE beside the pooled cosine loss.",
@@ -130,8 +150,8 @@ class Distill(Pass):
     title = "Knowledge distillation"
     description = (
         "Train a smaller student on the teacher's soft targets: a MiniLM with fewer layers (embedding distillation on "
-        "pydoc sentences) or a digits CNN with fewer channels (temperature, alpha between soft and hard loss); "
-        "optionally progressive through intermediate sizes."
+        "Python's documentation and docstrings) or a digits CNN with fewer channels (temperature, alpha between soft "
+        "and hard loss); optionally progressive through intermediate sizes."
     )
     Config = DistillConfig
     input_formats = ("hf", "torch")
@@ -149,7 +169,9 @@ class Distill(Pass):
             "chain: " + " → ".join(_describe_sizes(sizes, kind) for sizes in chain) + f", {steps} steps per link"
         )
         if kind == "BERT encoder":
-            report.estimated_seconds = 10.0 + 0.5 * steps * (len(chain) - 1)
+            # Measured 2.5-3.3 s a step (32 texts) on a shared 2-core CPU.
+            report.estimated_seconds = 10.0 + 2.5 * steps * (len(chain) - 1)
+            report.notes.append(f"training text: {len(distillation_texts()):,} texts, {TRAIN_TEXT_SOURCE}")
             if {"temperature", "alpha"} & config.model_fields_set:
                 report.notes.append("temperature and alpha apply to classifiers; an encoder is distilled on embeddings")
         else:
@@ -227,6 +249,7 @@ class Distill(Pass):
         }
         if kind == "BERT encoder":
             details["train_texts"] = len(trainer.texts)
+            details["train_text_source"] = TRAIN_TEXT_SOURCE
         return ModelArtifact.from_folder(
             out,
             name=self.name,
@@ -466,6 +489,30 @@ def distillation_texts() -> list[str]:
     return list(_distillation_texts())
 
 
+def _length_batches(lengths: list[int], batch_size: int, steps: int, generator) -> list[list[int]]:
+    """``steps`` batches of text indices: shuffled epochs, texts of similar length batched together.
+
+    Each epoch is a permutation from ``generator``, cut into pools of 16 batches; a pool
+    is sorted by length before it is cut into batches, and the epoch's batches are
+    shuffled again. A batch pads to its longest text (the texts run from 5 to 128
+    tokens): padding falls from about 70% of the tokens of random batches of 32 to
+    about 12%. A short last batch is dropped.
+    """
+    import torch
+
+    batches: list[list[int]] = []
+    pool = batch_size * 16
+    while len(batches) < steps:
+        order = torch.randperm(len(lengths), generator=generator).tolist()
+        epoch: list[list[int]] = []
+        for start in range(0, len(order), pool):
+            ranked = sorted(order[start : start + pool], key=lambda index: lengths[index])
+            epoch += [ranked[i : i + batch_size] for i in range(0, len(ranked), batch_size)]
+        epoch = [batch for batch in epoch if len(batch) == batch_size]
+        batches += [epoch[int(i)] for i in torch.randperm(len(epoch), generator=generator)]
+    return batches[:steps]
+
+
 class _EncoderTrainer(_Trainer):
     quality_name = "calibration_cosine"
 
@@ -488,10 +535,18 @@ class _EncoderTrainer(_Trainer):
         # while the eval split stays held out for the pipeline.
         self.quality_texts = pydoc_retrieval("calibration").texts[: config.eval_samples]
         self._reference = None
+        self._text_lengths: list[int] | None = None
 
     def _tokens(self, texts: list[str]) -> dict[str, Any]:
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
         return {key: value.to(self.device) for key, value in batch.items()}
+
+    def _lengths(self) -> list[int]:
+        """Token count of each training text (truncated to ``MAX_TOKENS``), computed once."""
+        if self._text_lengths is None:
+            encoded = self.tokenizer(self.texts, truncation=True, max_length=MAX_TOKENS)["input_ids"]
+            self._text_lengths = [len(ids) for ids in encoded]
+        return self._text_lengths
 
     @staticmethod
     def _pool(hidden, mask):
@@ -542,19 +597,22 @@ class _EncoderTrainer(_Trainer):
         if steps == 0:
             return []
         batch_size = min(self.config.batch_size or 32, len(self.texts))
+        rate = self.config.learning_rate or 5e-4
         generator = torch.Generator().manual_seed(self.config.seed + link)
-        optimizer = torch.optim.AdamW(student.parameters(), lr=self.config.learning_rate or 5e-4, weight_decay=0.01)
+        if self.config.init == "teacher":
+            # The word embeddings are the teacher's: keeping them fixed saves most of the optimizer's work
+            # (they are 2/3 of the student's weights) and leaves words unseen in training where the teacher has them.
+            student.embeddings.word_embeddings.weight.requires_grad_(False)
+        trainable = [parameter for parameter in student.parameters() if parameter.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=rate, weight_decay=0.01)
         teacher.eval()
         student.train()
         losses: list[float] = []
-        order, position = torch.randperm(len(self.texts), generator=generator), 0
-        for step in range(steps):
+        batches = _length_batches(self._lengths(), batch_size, steps, generator)
+        for step, indices in enumerate(batches):
             if should_stop():
                 break
-            if position + batch_size > len(self.texts):
-                order, position = torch.randperm(len(self.texts), generator=generator), 0
-            texts = [self.texts[int(i)] for i in order[position : position + batch_size]]
-            position += batch_size
+            texts = [self.texts[index] for index in indices]
             batch = self._tokens(texts)
             with torch.no_grad():
                 target_hidden = teacher(**batch).last_hidden_state
@@ -566,10 +624,10 @@ class _EncoderTrainer(_Trainer):
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 squared = ((hidden - target_hidden) ** 2 * mask).sum() / (mask.sum() * hidden.shape[-1])
                 loss = loss + self.config.hidden_weight * squared
-            _cosine_schedule(optimizer, self.config.learning_rate or 5e-4, step, steps)
+            _cosine_schedule(optimizer, rate, step, steps)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
             losses.append(float(loss.detach()))
             on_step(step + 1, losses[-1])

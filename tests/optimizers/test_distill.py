@@ -105,6 +105,27 @@ def test_distillation_texts_come_from_the_train_split_only():
     assert not {hashlib.sha256(text.encode()).hexdigest() for text in texts} & held_out
 
 
+def test_distillation_texts_are_disjoint_from_eval_and_calibration_by_content_hash():
+    import hashlib
+
+    from optimizers.evaluation.datasets import _SENTENCE_END, TextDataset, check_disjoint, pydoc_retrieval
+    from optimizers.passes.distill import distillation_texts
+
+    texts = distillation_texts()
+    # Standard-library docstrings and the pydoc topics beside the retrieval train split's 266 texts.
+    assert len(texts) > 20 * len(pydoc_retrieval("train").texts)
+    assert distillation_texts() == texts == sorted(texts)
+    training = TextDataset(name="distill-train", texts=texts)
+    for split in ("eval", "calibration"):
+        held_out = pydoc_retrieval(split)
+        check_disjoint(training, held_out)  # RecipeError on any shared content hash
+        # Nor any single sentence of a held-out query or passage (the paragraphs they were cut from are left out).
+        sentences = {
+            hashlib.sha256(s.encode()).hexdigest() for text in held_out.texts for s in _SENTENCE_END.split(text)
+        }
+        assert not training.content_hashes() & sentences
+
+
 @pytest.fixture(scope="module")
 def minilm_3_layers(minilm, tmp_path_factory):
     # A few steps only: the test checks the mechanism; the defaults' quality is measured in benchmarks.
