@@ -1,6 +1,6 @@
 """``openvino_quantize``: ONNX → OpenVINO IR, with NNCF static INT8 post-training quantization.
 
-The CPU/edge target. ``ov.convert_model`` reads the ONNX graph; with
+The CPU/edge target. ``ov.Core().read_model`` reads the ONNX graph; with
 ``precision="int8"`` NNCF (``nncf.quantize``, ``ModelType.TRANSFORMER`` for
 text encoders, which adds SmoothQuant-style handling of the activation
 outliers that hurt plain per-tensor INT8) calibrates on the calibration split,
@@ -126,7 +126,9 @@ class OpenVinoQuantize(Pass):
         import openvino as ov
 
         ctx.progress(0.05, "converting ONNX to OpenVINO")
-        model = ov.convert_model(str(artifact.onnx_file))
+        # Core.read_model, not ov.convert_model: convert_model splits a path string at commas
+        # (its multi-file syntax), so a work folder with a comma in its name failed to convert.
+        model = ov.Core().read_model(artifact.onnx_file)
         input_names = [port.get_any_name() for port in model.inputs]
         details: dict[str, Any] = {"notes": []}
         metadata: dict[str, Any] = {"precision": "fp32", "runtime": "openvino"}
