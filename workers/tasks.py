@@ -205,7 +205,6 @@ def _package_one(
     with_gate: bool | None = None,
 ) -> Artifact:
     """Zip one variant of ``report`` (manifest + MODEL_CARD.md) into storage; return its unsaved row."""
-    storage = Artifact._meta.get_field("file").storage
     versions = library_versions()
     include_gate = is_final if with_gate is None else with_gate
     manifest = {
@@ -232,9 +231,7 @@ def _package_one(
     filename = f"{order}-{_safe_name(name or variant.name)}.zip"
     local_zip = work_dir / "packages" / filename
     sha256, size = package_artifact(Path(variant.path), manifest, local_zip, extra_files={card_name: card})
-    with open(local_zip, "rb") as handle:
-        stored_name = storage.save(f"jobs/{job.pk}/{filename}", File(handle, name=filename))
-    stored.append(stored_name)
+    stored_name = _store_file(job, local_zip, filename, stored)
     return Artifact(
         job=job,
         name=name or variant.name,
@@ -245,6 +242,15 @@ def _package_one(
         order=order,
         is_final=is_final,
     )
+
+
+def _store_file(job: Job, local: Path, filename: str, stored: list[str]) -> str:
+    """Save ``local`` as ``jobs/<job>/<filename>`` in the artifacts' storage; record and return its name."""
+    storage = Artifact._meta.get_field("file").storage
+    with open(local, "rb") as handle:
+        stored_name = storage.save(f"jobs/{job.pk}/{filename}", File(handle, name=filename))
+    stored.append(stored_name)
+    return stored_name
 
 
 def _candidate_name(index: int, steps: list[dict[str, Any]]) -> str:
@@ -328,12 +334,8 @@ def _run_serving_job(job: Job, recorder: JobRecorder, work_dir: Path, stored: li
     artifacts = []
     if serving.triton_zip:
         recorder.set_stage("packaging", "storing the Triton model repository for download")
-        storage = Artifact._meta.get_field("file").storage
         local = Path(serving.triton_zip)
-        filename = f"triton-{_safe_name(local.stem)}.zip"
-        with open(local, "rb") as handle:
-            stored_name = storage.save(f"jobs/{job.pk}/{filename}", File(handle, name=filename))
-        stored.append(stored_name)
+        stored_name = _store_file(job, local, f"triton-{_safe_name(local.stem)}.zip", stored)
         artifacts.append(
             Artifact(
                 job=job,

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import resource
 from collections.abc import Callable
 from typing import Any
 
 from optimizers.artifacts import ModelArtifact
-from optimizers.benchmark.hardware import device_name
 from optimizers.recipe import BenchmarkSettings
 from optimizers.report import BenchmarkInfo, LatencyStats
 
@@ -37,22 +35,11 @@ def measure_encoder(
     artifact: ModelArtifact, settings: BenchmarkSettings
 ) -> tuple[dict[str, LatencyStats], BenchmarkInfo]:
     """Time ``artifact`` in this process at each batch size (feature-extraction encoders)."""
-    from optimizers.benchmark.harness import summarize, time_loop
+    from optimizers.benchmark.harness import measure_batches
     from optimizers.runtimes import load_runtime, load_tokenizer
 
     runtime = load_runtime(artifact, threads=settings.threads)
     tokenizer = load_tokenizer(artifact)
-    stats: dict[str, LatencyStats] = {}
-    for batch_size in settings.batch_sizes:
-        preprocess, postprocess = encoder_io(tokenizer, batch_size, settings.seq_len)
-        timings = time_loop(preprocess, runtime.forward, postprocess, settings)
-        stats[str(batch_size)] = summarize(timings, batch_size=batch_size, seq_len=settings.seq_len)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    info = BenchmarkInfo(
-        runtime=runtime.name,
-        device=device_name(runtime.device),
-        threads=runtime.threads(),
-        peak_rss_mb=peak_kb / 1024.0,
-        isolated_process=True,
+    return measure_batches(
+        runtime, settings, lambda batch: encoder_io(tokenizer, batch, settings.seq_len), seq_len=settings.seq_len
     )
-    return stats, info

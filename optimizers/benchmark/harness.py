@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from optimizers.recipe import BenchmarkSettings
-from optimizers.report import LatencyStats
+from optimizers.report import BenchmarkInfo, LatencyStats
 
 STABILITY_WINDOWS = 3
 STABILITY_TOLERANCE = 0.10
@@ -85,3 +86,30 @@ def summarize(timings: Timings, *, batch_size: int, seq_len: int) -> LatencyStat
         preprocess_p50_ms=float(np.percentile(np.asarray(timings.preprocess) * 1000.0, 50)),
         postprocess_p50_ms=float(np.percentile(np.asarray(timings.postprocess) * 1000.0, 50)),
     )
+
+
+def measure_batches(
+    runtime, settings: BenchmarkSettings, io_for: Callable[[int], tuple[Callable, Callable]], *, seq_len: int
+) -> tuple[dict[str, LatencyStats], BenchmarkInfo]:
+    """Time ``runtime.forward`` at each of ``settings.batch_sizes`` in this process.
+
+    ``io_for(batch_size)`` gives the (preprocess, postprocess) pair for that batch; ``seq_len``
+    is recorded in each row (0 where inputs have no sequence axis). The info names the runtime,
+    its device and threads, and this process's peak RSS (the caller runs in its own process).
+    """
+    from optimizers.benchmark.hardware import device_name
+
+    stats: dict[str, LatencyStats] = {}
+    for batch_size in settings.batch_sizes:
+        preprocess, postprocess = io_for(batch_size)
+        timings = time_loop(preprocess, runtime.forward, postprocess, settings)
+        stats[str(batch_size)] = summarize(timings, batch_size=batch_size, seq_len=seq_len)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    info = BenchmarkInfo(
+        runtime=runtime.name,
+        device=device_name(runtime.device),
+        threads=runtime.threads(),
+        peak_rss_mb=peak_kb / 1024.0,
+        isolated_process=True,
+    )
+    return stats, info

@@ -8,14 +8,12 @@ no sequence axis: ``LatencyStats.seq_len`` is 0 for these rows.
 
 from __future__ import annotations
 
-import resource
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from optimizers.artifacts import ModelArtifact
-from optimizers.benchmark.hardware import device_name
 from optimizers.recipe import BenchmarkSettings
 from optimizers.report import BenchmarkInfo, LatencyStats
 
@@ -67,22 +65,9 @@ def measure_image_classifier(
     artifact: ModelArtifact, settings: BenchmarkSettings
 ) -> tuple[dict[str, LatencyStats], BenchmarkInfo]:
     """Time ``artifact`` in this process at each batch size (image-classification)."""
-    from optimizers.benchmark.harness import summarize, time_loop
+    from optimizers.benchmark.harness import measure_batches
     from optimizers.runtimes import load_runtime
 
     runtime = load_runtime(artifact, threads=settings.threads)
     shape = image_input_shape(artifact)
-    stats: dict[str, LatencyStats] = {}
-    for batch_size in settings.batch_sizes:
-        preprocess, postprocess = image_io(batch_size, shape)
-        timings = time_loop(preprocess, runtime.forward, postprocess, settings)
-        stats[str(batch_size)] = summarize(timings, batch_size=batch_size, seq_len=0)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    info = BenchmarkInfo(
-        runtime=runtime.name,
-        device=device_name(runtime.device),
-        threads=runtime.threads(),
-        peak_rss_mb=peak_kb / 1024.0,
-        isolated_process=True,
-    )
-    return stats, info
+    return measure_batches(runtime, settings, lambda batch: image_io(batch, shape), seq_len=0)

@@ -21,13 +21,15 @@ from optimizers.recipe import BenchmarkSettings
 from optimizers.report import BenchmarkInfo, GenerationStats, LatencyStats
 
 
-def _run_child(kind: str, payload: dict, *, label: str, timeout_s: float) -> dict:
-    """Run ``main`` with ``{"kind": kind, **payload}`` in a fresh interpreter; return its JSON result."""
+def run_in_child(module: str, request: dict, *, what: str, timeout_s: float) -> dict:
+    """Run ``python -m module request.json result.json`` in a fresh interpreter and return the
+    JSON it wrote. Timings taken in a child are not distorted by this process's thread pools.
+    ``PassError`` naming ``what`` with the child's output tail when it fails."""
     with tempfile.TemporaryDirectory(prefix="inferopt-bench-") as scratch:
-        request, result = Path(scratch) / "request.json", Path(scratch) / "result.json"
-        request.write_text(json.dumps({"kind": kind, **payload}))
+        request_file, result = Path(scratch) / "request.json", Path(scratch) / "result.json"
+        request_file.write_text(json.dumps(request))
         completed = subprocess.run(
-            [sys.executable, "-m", "optimizers.benchmark.isolated", str(request), str(result)],
+            [sys.executable, "-m", module, str(request_file), str(result)],
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -35,8 +37,15 @@ def _run_child(kind: str, payload: dict, *, label: str, timeout_s: float) -> dic
         )
         if completed.returncode != 0 or not result.exists():
             tail = (completed.stderr or completed.stdout)[-2000:]
-            raise PassError(f"{kind} of {label} failed (exit {completed.returncode}): {tail}")
+            raise PassError(f"{what} failed (exit {completed.returncode}): {tail}")
         return json.loads(result.read_text())
+
+
+def _run_child(kind: str, payload: dict, *, label: str, timeout_s: float) -> dict:
+    """Run ``main`` with ``{"kind": kind, **payload}`` in a fresh interpreter; return its JSON result."""
+    return run_in_child(
+        "optimizers.benchmark.isolated", {"kind": kind, **payload}, what=f"{kind} of {label}", timeout_s=timeout_s
+    )
 
 
 class Measurement(NamedTuple):

@@ -81,6 +81,7 @@ from optimizers.artifacts import ModelArtifact
 from optimizers.errors import PassError, PreflightError
 from optimizers.passes import register
 from optimizers.passes.base import SAME_AS_INPUT, Pass, PassConfig, PassContext, Preflight
+from optimizers.passes.module_edit import is_quantized
 
 #: Where the encoder's training text comes from (``details["train_text_source"]``).
 TRAIN_TEXT_SOURCE = (
@@ -160,7 +161,7 @@ class Distill(Pass):
 
     def preflight(self, artifact: ModelArtifact, config: DistillConfig) -> Preflight:
         report = super().preflight(artifact, config)
-        if artifact.metadata.get("weights") or artifact.metadata.get("precision"):
+        if is_quantized(artifact):
             raise PreflightError(f"distill needs a floating-point teacher; '{artifact.name}' is already quantized")
         kind = _model_kind(artifact)
         chain = _chain(artifact, config, kind)

@@ -168,16 +168,21 @@ class GgufConvert(Pass):
             parent=artifact,
             produced_by=self.name,
             config=config.model_dump(),
-            metadata={
-                "gguf_file": GGUF_FILE,
-                "file_type": info.file_type,
-                "architecture": info.architecture,
-                "tensor_types": info.tensor_types(),
-                "type_counts": info.type_counts(),
-                "weight_bits": OUTTYPE_BITS[config.outtype],
-                "llama_cpp_python": llama_cpp_version(),
-            },
+            metadata=gguf_metadata(info, weight_bits=OUTTYPE_BITS[config.outtype]),
         )
+
+
+def gguf_metadata(info, **extra) -> dict:
+    """An artifact's metadata for the ``model.gguf`` that ``info`` (``read_gguf``) describes, plus ``extra``."""
+    return {
+        "gguf_file": GGUF_FILE,
+        "file_type": info.file_type,
+        "architecture": info.architecture,
+        "tensor_types": info.tensor_types(),
+        "type_counts": info.type_counts(),
+        "llama_cpp_python": llama_cpp_version(),
+        **extra,
+    }
 
 
 def _run_converter(command: list[str], script: Path, ctx: PassContext, timeout_s: int) -> str:

@@ -30,7 +30,7 @@ from optimizers.llama_cpp_tools import llama_cpp_version
 from optimizers.passes import register
 from optimizers.passes.base import Pass, PassConfig, PassContext, Preflight, Requirements
 from optimizers.passes.common import copy_companion_files
-from optimizers.passes.gguf_convert import GGUF_FILE
+from optimizers.passes.gguf_convert import GGUF_FILE, gguf_metadata
 
 #: Types offered (llama.cpp ``LLAMA_FTYPE_MOSTLY_<name>``). IQ1/IQ2 and Q2_K_S are left out:
 #: llama.cpp refuses them without an importance matrix.
@@ -180,14 +180,5 @@ class GgufQuantize(Pass):
             parent=artifact,
             produced_by=self.name,
             config=config.model_dump(),
-            metadata={
-                "gguf_file": GGUF_FILE,
-                "file_type": info.file_type,
-                "architecture": info.architecture,
-                "tensor_types": info.tensor_types(),
-                "type_counts": info.type_counts(),
-                "fallbacks": fallbacks,
-                "weight_bits": weight_bits(config.type),
-                "llama_cpp_python": llama_cpp_version(),
-            },
+            metadata=gguf_metadata(info, fallbacks=fallbacks, weight_bits=weight_bits(config.type)),
         )

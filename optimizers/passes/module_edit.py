@@ -31,7 +31,7 @@ def check_editable(pass_name: str, artifact: ModelArtifact, *, finetune_steps: i
             f"{pass_name} edits torch image classifiers or Hugging Face encoders (feature-extraction); "
             f"'{artifact.name}' is a {artifact.format} {artifact.task} model"
         )
-    if artifact.metadata.get("weights") or artifact.metadata.get("precision"):
+    if is_quantized(artifact):
         raise PreflightError(
             f"{pass_name} needs floating-point weights; '{artifact.name}' is already quantized — "
             "apply it before quantization"
@@ -41,6 +41,11 @@ def check_editable(pass_name: str, artifact: ModelArtifact, *, finetune_steps: i
             f"{pass_name}: fine-tuning (finetune_steps={finetune_steps}) is available for image classifiers "
             "only — there are no task labels for a sentence encoder here; set finetune_steps: 0"
         )
+
+
+def is_quantized(artifact: ModelArtifact) -> bool:
+    """Whether an earlier pass stored ``artifact``'s weights quantized (its metadata says so)."""
+    return bool(artifact.metadata.get("weights") or artifact.metadata.get("precision"))
 
 
 @dataclass
@@ -67,6 +72,35 @@ class EditableModel:
         from optimizers.evaluation.images import digits_split
 
         return digits_split("train")
+
+    def finetune(self, config: Any, ctx: Any, *, start: float, span: float) -> list[dict[str, float]]:
+        """Fine-tune the (masked) module on the train split for ``config.finetune_steps`` steps.
+
+        ``config`` carries ``finetune_steps``, ``learning_rate``, ``batch_size`` and ``seed``;
+        progress goes from ``start`` to ``start + span`` as "step n of N, loss x". Returns the
+        training curve (``[{"step", "loss"}]``); ``CancelledError`` when the caller asked to stop.
+        """
+        import torch
+
+        from optimizers.models.training import TrainSettings, curve, train_classifier
+
+        images, labels = self.train_data()
+
+        def on_step(step: int, steps: int, loss: float) -> None:
+            if step % 10 == 0 or step == steps:
+                ctx.progress(start + span * step / steps, f"step {step} of {steps}, loss {loss:.3f}")
+
+        torch.manual_seed(config.seed)
+        settings = TrainSettings(
+            steps=config.finetune_steps,
+            learning_rate=config.learning_rate,
+            batch_size=config.batch_size,
+            seed=config.seed,
+        )
+        losses = train_classifier(self.module, images, labels, settings, on_step=on_step, should_stop=ctx.should_cancel)
+        ctx.check_cancelled()
+        self.module.eval()
+        return curve(losses)
 
 
 def load_editable(artifact: ModelArtifact) -> EditableModel:

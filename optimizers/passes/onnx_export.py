@@ -136,21 +136,8 @@ class OnnxExport(Pass):
         copy_companion_files(artifact.folder, out)
         ctx.progress(0.7, "verifying against PyTorch")
         worst = _verify(model, tokenizer, onnx_path, input_names)
-        if worst > config.atol:
-            raise PassError(
-                f"ONNX Runtime output differs from PyTorch by {worst:.2e} (tolerance {config.atol:.0e}); "
-                "the export is wrong and was not kept"
-            )
-        ctx.log(f"verified: max abs difference to PyTorch {worst:.2e} over two input shapes")
-        return ModelArtifact.from_folder(
-            out,
-            name="onnx_export",
-            format="onnx",
-            task=artifact.task,
-            parent=artifact,
-            produced_by=self.name,
-            config=config.model_dump(),
-            metadata={"verified_max_abs_diff": worst, "opset": config.opset, "inputs": input_names},
+        return self._keep_if_verified(
+            artifact, config, ctx, worst, "output", "over two input shapes", {"inputs": input_names}
         )
 
     def _export_causal_lm(self, artifact: ModelArtifact, config: OnnxExportConfig, ctx: PassContext) -> ModelArtifact:
@@ -199,27 +186,14 @@ class OnnxExport(Pass):
         copy_companion_files(artifact.folder, out)
         ctx.progress(0.7, "verifying against PyTorch")
         worst = _verify_causal_lm(model, tokenizer, onnx_path, past_names, tuple(past[0].shape))
-        if worst > config.atol:
-            raise PassError(
-                f"ONNX Runtime logits differ from PyTorch by {worst:.2e} (tolerance {config.atol:.0e}); "
-                "the export is wrong and was not kept"
-            )
-        ctx.log(f"verified: max abs logits difference to PyTorch {worst:.2e} (fresh sequence; prefix + cached rest)")
-        return ModelArtifact.from_folder(
-            out,
-            name="onnx_export",
-            format="onnx",
-            task=artifact.task,
-            parent=artifact,
-            produced_by=self.name,
-            config=config.model_dump(),
-            metadata={
-                "verified_max_abs_diff": worst,
-                "opset": config.opset,
-                "inputs": ["input_ids"],
-                "kv_cache": True,
-                "cache_layers": len(layers),
-            },
+        return self._keep_if_verified(
+            artifact,
+            config,
+            ctx,
+            worst,
+            "logits",
+            "(fresh sequence; prefix + cached rest)",
+            {"inputs": ["input_ids"], "kv_cache": True, "cache_layers": len(layers)},
         )
 
     def _export_image_classifier(
@@ -261,21 +235,38 @@ class OnnxExport(Pass):
         copy_companion_files(artifact.folder, out)
         ctx.progress(0.7, "verifying against PyTorch")
         worst = _verify_images(module, onnx_path, [images[:1], images[: min(7, len(images))]])
+        return self._keep_if_verified(
+            artifact, config, ctx, worst, "output", "over two batch sizes", {"inputs": ["pixel_values"]}
+        )
+
+    def _keep_if_verified(
+        self,
+        artifact: ModelArtifact,
+        config: OnnxExportConfig,
+        ctx: PassContext,
+        worst: float,
+        compared: str,
+        checked_on: str,
+        metadata: dict,
+    ) -> ModelArtifact:
+        """The exported folder as an artifact if ORT's ``compared`` values are within ``atol`` of
+        PyTorch's (``worst`` = largest difference found), else ``PassError`` (nothing is kept)."""
         if worst > config.atol:
             raise PassError(
-                f"ONNX Runtime output differs from PyTorch by {worst:.2e} (tolerance {config.atol:.0e}); "
-                "the export is wrong and was not kept"
+                f"ONNX Runtime {compared} differ{'s' if compared == 'output' else ''} from PyTorch by {worst:.2e} "
+                f"(tolerance {config.atol:.0e}); the export is wrong and was not kept"
             )
-        ctx.log(f"verified: max abs difference to PyTorch {worst:.2e} over two batch sizes")
+        what = "difference" if compared == "output" else f"{compared} difference"
+        ctx.log(f"verified: max abs {what} to PyTorch {worst:.2e} {checked_on}")
         return ModelArtifact.from_folder(
-            out,
+            ctx.work_dir,
             name="onnx_export",
             format="onnx",
             task=artifact.task,
             parent=artifact,
             produced_by=self.name,
             config=config.model_dump(),
-            metadata={"verified_max_abs_diff": worst, "opset": config.opset, "inputs": ["pixel_values"]},
+            metadata={"verified_max_abs_diff": worst, "opset": config.opset, **metadata},
         )
 
 

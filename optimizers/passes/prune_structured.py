@@ -64,6 +64,7 @@ from optimizers.artifacts import ModelArtifact
 from optimizers.errors import PassError, PreflightError
 from optimizers.passes import register
 from optimizers.passes.base import SAME_AS_INPUT, Pass, PassConfig, PassContext, Preflight
+from optimizers.passes.module_edit import is_quantized
 
 UnitKind = Literal["heads", "ffn_neurons", "layers", "channels"]
 
@@ -133,7 +134,7 @@ class PruneStructured(Pass):
                 f"{self.name}: '{artifact.name}' is a {kind}, which has no '{config.units}' units to remove{reason}; "
                 f"allowed units for a {kind}: {', '.join(allowed)}"
             )
-        if artifact.metadata.get("weights") or artifact.metadata.get("precision"):
+        if is_quantized(artifact):
             raise PreflightError(
                 f"{self.name} needs floating-point weights; '{artifact.name}' is already quantized — prune first"
             )

@@ -73,10 +73,7 @@ class PruneUnstructured(Pass):
         return report
 
     def run(self, artifact: ModelArtifact, config: PruneUnstructuredConfig, ctx: PassContext) -> ModelArtifact:
-        import torch
         from torch.nn.utils import prune
-
-        from optimizers.models.training import TrainSettings, curve, train_classifier
 
         editable = load_editable(artifact)
         layers = weight_layers(editable.module, config.layer_types)
@@ -94,29 +91,7 @@ class PruneUnstructured(Pass):
                 prune.l1_unstructured(layer, "weight", amount=config.sparsity)
         details: dict = {}
         if config.finetune_steps:
-            images, labels = editable.train_data()
-
-            def on_step(step: int, steps: int, loss: float) -> None:
-                if step % 10 == 0 or step == steps:
-                    ctx.progress(0.1 + 0.8 * step / steps, f"step {step} of {steps}, loss {loss:.3f}")
-
-            torch.manual_seed(config.seed)
-            losses = train_classifier(
-                editable.module,
-                images,
-                labels,
-                TrainSettings(
-                    steps=config.finetune_steps,
-                    learning_rate=config.learning_rate,
-                    batch_size=config.batch_size,
-                    seed=config.seed,
-                ),
-                on_step=on_step,
-                should_stop=ctx.should_cancel,
-            )
-            ctx.check_cancelled()
-            editable.module.eval()
-            details["training_curve"] = curve(losses)
+            details["training_curve"] = editable.finetune(config, ctx, start=0.1, span=0.8)
         for _, layer in layers:
             prune.remove(layer, "weight")  # weight = weight_orig * mask, as a plain parameter again
         measured = sparsity_report(editable.module, layers)

@@ -91,10 +91,7 @@ class Sparsity24(Pass):
         return report
 
     def run(self, artifact: ModelArtifact, config: Sparsity24Config, ctx: PassContext) -> ModelArtifact:
-        import torch
         from torch.nn.utils import prune
-
-        from optimizers.models.training import TrainSettings, curve, train_classifier
 
         editable = load_editable(artifact)
         candidates = weight_layers(editable.module, config.layer_types)
@@ -112,25 +109,7 @@ class Sparsity24(Pass):
             prune.custom_from_mask(layer, "weight", mask_2_4(layer.weight))
         details: dict[str, Any] = {}
         if config.finetune_steps:
-            images, labels = editable.train_data()
-
-            def on_step(step: int, steps: int, loss: float) -> None:
-                if step % 10 == 0 or step == steps:
-                    ctx.progress(0.1 + 0.6 * step / steps, f"step {step} of {steps}, loss {loss:.3f}")
-
-            torch.manual_seed(config.seed)
-            settings = TrainSettings(
-                steps=config.finetune_steps,
-                learning_rate=config.learning_rate,
-                batch_size=config.batch_size,
-                seed=config.seed,
-            )
-            losses = train_classifier(
-                editable.module, images, labels, settings, on_step=on_step, should_stop=ctx.should_cancel
-            )
-            ctx.check_cancelled()
-            editable.module.eval()
-            details["training_curve"] = curve(losses)
+            details["training_curve"] = editable.finetune(config, ctx, start=0.1, span=0.6)
         for _, layer in layers:
             prune.remove(layer, "weight")
         broken = [name for name, layer in layers if not follows_2_4(layer.weight)]

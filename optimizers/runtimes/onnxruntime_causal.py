@@ -21,11 +21,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from optimizers.artifacts import ModelArtifact
 from optimizers.errors import PreflightError
-from optimizers.runtimes.onnxruntime_cpu import _NUMPY_TYPES, session_options
+from optimizers.runtimes.onnxruntime_cpu import _NUMPY_TYPES, OrtCpuSession
 
 _PAST_PREFIX = "past_key_values."
 _DEFAULT_CONTEXT = 2048
@@ -38,20 +37,11 @@ def _config(artifact: ModelArtifact) -> dict[str, Any]:
         return {}
 
 
-class OrtCausalRuntime:
+class OrtCausalRuntime(OrtCpuSession):
     """One ``InferenceSession`` on the CPU execution provider, batch 1, float32 logits out."""
 
-    name = "onnxruntime-cpu"
-
     def __init__(self, artifact: ModelArtifact, *, threads: int | None = None, allow_spinning: bool = True) -> None:
-        self._threads = threads
-        self._allow_spinning = allow_spinning
-        self.session = ort.InferenceSession(
-            str(artifact.onnx_file),
-            sess_options=session_options(threads=threads, allow_spinning=allow_spinning),
-            providers=["CPUExecutionProvider"],
-        )
-        self.device = "cpu"
+        super().__init__(artifact, threads=threads, allow_spinning=allow_spinning)
         inputs = {item.name: item for item in self.session.get_inputs()}
         outputs = [item.name for item in self.session.get_outputs()]
         if "input_ids" not in inputs or "logits" not in outputs:
@@ -121,12 +111,7 @@ class OrtCausalRuntime:
         return self._run([int(token)], self._past, past_length)[-1]
 
     def threads(self) -> dict[str, Any]:
-        return {
-            "ort_intra_op": self._threads or "default (physical cores)",
-            "ort_allow_spinning": self._allow_spinning,
-            "providers": self.session.get_providers(),
-            "kv_cache": self.kv_cache,
-        }
+        return {**super().threads(), "kv_cache": self.kv_cache}
 
 
 __all__ = ["OrtCausalRuntime"]

@@ -36,7 +36,10 @@ GRAPH_LEVELS = {
 }
 
 
-class OrtCpuRuntime:
+class OrtCpuSession:
+    """One ``InferenceSession`` of an ONNX artifact on the CPU execution provider, with the
+    product's thread settings; the ONNX Runtime adapters (encoders, causal LMs) build on it."""
+
     name = "onnxruntime-cpu"
 
     def __init__(self, artifact: ModelArtifact, *, threads: int | None = None, allow_spinning: bool = True) -> None:
@@ -48,6 +51,18 @@ class OrtCpuRuntime:
             providers=["CPUExecutionProvider"],
         )
         self.device = "cpu"
+
+    def threads(self) -> dict[str, Any]:
+        return {
+            "ort_intra_op": self._threads or "default (physical cores)",
+            "ort_allow_spinning": self._allow_spinning,
+            "providers": self.session.get_providers(),
+        }
+
+
+class OrtCpuRuntime(OrtCpuSession):
+    def __init__(self, artifact: ModelArtifact, *, threads: int | None = None, allow_spinning: bool = True) -> None:
+        super().__init__(artifact, threads=threads, allow_spinning=allow_spinning)
         self._input_names = [item.name for item in self.session.get_inputs()]
         self._input_dtypes = {item.name: _NUMPY_TYPES.get(item.type, np.int64) for item in self.session.get_inputs()}
         self._output_name = self.session.get_outputs()[0].name
@@ -62,10 +77,3 @@ class OrtCpuRuntime:
         if name not in inputs and len(self._input_names) == 1 and "pixel_values" in inputs:
             return inputs["pixel_values"]
         return inputs[name]
-
-    def threads(self) -> dict[str, Any]:
-        return {
-            "ort_intra_op": self._threads or "default (physical cores)",
-            "ort_allow_spinning": self._allow_spinning,
-            "providers": self.session.get_providers(),
-        }

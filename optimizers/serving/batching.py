@@ -25,10 +25,7 @@ every other timing in InferOpt.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,7 +35,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from optimizers.artifacts import ModelArtifact
-from optimizers.errors import PassError, PreflightError
+from optimizers.errors import PreflightError
 
 #: A cell whose throughput stays below this share of the offered rate is saturated (its queue grows).
 SATURATION_SHARE = 0.8
@@ -392,20 +389,13 @@ def sweep_artifact(artifact: ModelArtifact, settings: SweepSettings) -> Batching
 
 def sweep_isolated(artifact: ModelArtifact, settings: SweepSettings, *, timeout_s: float = 3600.0) -> BatchingSweep:
     """``sweep_artifact`` in a fresh interpreter; ``PassError`` with the child's stderr tail if it fails."""
-    with tempfile.TemporaryDirectory(prefix="inferopt-batching-") as scratch:
-        request, result = Path(scratch) / "request.json", Path(scratch) / "result.json"
-        request.write_text(json.dumps({"artifact": artifact.model_dump(), "settings": settings.model_dump()}))
-        completed = subprocess.run(
-            [sys.executable, "-m", "optimizers.serving.batching", str(request), str(result)],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
-        )
-        if completed.returncode != 0 or not result.exists():
-            tail = (completed.stderr or completed.stdout)[-2000:]
-            raise PassError(f"batching sweep of {artifact.name} failed (exit {completed.returncode}): {tail}")
-        return BatchingSweep.model_validate_json(result.read_text())
+    from optimizers.benchmark.isolated import run_in_child
+
+    request = {"artifact": artifact.model_dump(), "settings": settings.model_dump()}
+    result = run_in_child(
+        "optimizers.serving.batching", request, what=f"batching sweep of {artifact.name}", timeout_s=timeout_s
+    )
+    return BatchingSweep.model_validate(result)
 
 
 def main(argv: list[str]) -> int:

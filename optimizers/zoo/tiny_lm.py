@@ -395,21 +395,6 @@ def llama_config(spec: TinyLMSpec):
     )
 
 
-@contextlib.contextmanager
-def _deterministic_torch(threads: int) -> Iterator[None]:
-    import torch
-
-    previous_threads = torch.get_num_threads()
-    previous_deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous_deterministic)
-        torch.set_num_threads(previous_threads)
-
-
 def _learning_rate(spec: TinyLMSpec, step: int) -> float:
     if step < spec.warmup_steps:
         return spec.learning_rate * (step + 1) / spec.warmup_steps
@@ -502,12 +487,14 @@ def build_tiny_lm(key: str = "tiny-lm", *, progress: Progress | None = None) -> 
         tokenizer_folder = ensure_tokenizer(splits)
         from transformers import AutoTokenizer
 
+        from optimizers.models.training import deterministic_threads
+
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder, local_files_only=True)
         train_stream = encode_documents(tokenizer, splits["train"])
         eval_stream = encode_documents(tokenizer, splits["eval"])
         report(0.05, f"training {spec.key}: {spec.steps} steps on {len(train_stream)} tokens")
         started = time.perf_counter()
-        with _deterministic_torch(TRAIN_THREADS):
+        with deterministic_threads(TRAIN_THREADS):
             model, losses = _train(spec, train_stream, lambda fraction, message: report(0.05 + 0.9 * fraction, message))
             eval_loss = _eval_loss(model, eval_stream, spec.train_seq_len)
         seconds = time.perf_counter() - started

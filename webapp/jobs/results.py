@@ -63,15 +63,15 @@ class VariantRow:
     notes: list[str] = field(default_factory=list)
 
 
-#: ``details`` keys drawn as charts rather than listed as facts.
-_CHARTED_DETAILS = ("training_curve", "sensitivity", "notes")
+#: ``details`` keys shown elsewhere (charts, the notes list) rather than as facts.
+_NOT_FACTS = ("training_curve", "sensitivity", "notes")
 
 
 def detail_facts(details: dict[str, Any]) -> list[tuple[str, str]]:
     """Readable ``(label, value)`` pairs for the scalar and small-dict entries of ``details``."""
     facts = []
     for key, value in details.items():
-        if key in _CHARTED_DETAILS or isinstance(value, list):
+        if key in _NOT_FACTS or isinstance(value, list):
             continue
         if isinstance(value, dict):
             value = ", ".join(f"{name}={_short(item)}" for name, item in value.items())
