@@ -20,6 +20,7 @@ Every deployment knob is an environment variable with a local default, so
 ``REDIS_URL``           Celery broker (default ``redis://127.0.0.1:6379/0``)
 ``INFEROPT_JOB_SOFT_TIME_LIMIT`` / ``INFEROPT_JOB_HARD_TIME_LIMIT``  seconds (3600 / 3900)
 ``INFEROPT_UPLOAD_MAX_BYTES``    largest accepted upload (2 GiB)
+``INFEROPT_INPUT_CACHE_DIR``     local cache of uploads fetched from storage (``<data>/inputs``; ``off``)
 ``INFEROPT_LOGIN_MAX_FAILURES`` / ``INFEROPT_LOGIN_WINDOW_S``  failed sign-ins per username and
                         address before a lockout, and its window in seconds (5 / 900)
 ``INFEROPT_QUICK_BENCHMARK``     bool: jobs use the short benchmark settings (tests)
@@ -207,6 +208,10 @@ if _s3_storage := s3_storage():
 
 MEDIA_ROOT = INFEROPT_DATA_DIR / "media"
 MEDIA_URL = "/media-not-served/"  # artifacts are downloaded through permission-checked views only
+# Verified local copies of uploads fetched from the default storage, by sha256 (webapp/catalog/storage.py).
+# Each host keeps its own; "off" turns the cache off (workers then fetch into each job's work folder).
+# Empty: <INFEROPT_DATA_DIR>/inputs, wherever the data folder is at the time.
+INFEROPT_INPUT_CACHE_DIR = os.getenv("INFEROPT_INPUT_CACHE_DIR", "").strip()
 
 # Uploads always stream to disk in chunks; the handler stops a request as soon as
 # it passes INFEROPT_UPLOAD_MAX_BYTES.

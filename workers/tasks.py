@@ -38,6 +38,7 @@ from optimizers.serving.analysis import SERVING_MODE, ServingSpec, run_serving_a
 from webapp.jobs.models import Artifact, Job
 from webapp.reviews.services import record_gate_outcome
 from workers.celery import app
+from workers.inputs import materialize_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -428,6 +429,8 @@ def run_job(self, job_id: int) -> str:
     try:
         shutil.rmtree(work_dir, ignore_errors=True)
         work_dir.mkdir(parents=True)
+        # Uploads named by storage reference → verified local copies (workers/inputs.py); in memory only.
+        job.recipe = materialize_inputs(job, work_dir)
         if job.recipe.get("mode") == "search":
             outcome = _run_search_job(job, recorder, work_dir, stored)
         elif job.recipe.get("mode") == SERVING_MODE:

@@ -19,6 +19,11 @@ class ModelEntryQuerySet(models.QuerySet):
         return self.filter(Q(team__isnull=True) | Q(team__in=teams_of(user)))
 
 
+def model_archive_upload_to(instance: ModelEntry, filename: str) -> str:
+    # One folder per upload; the user's file name is never part of the stored path.
+    return f"models/{uuid.uuid4().hex}/model.zip"
+
+
 class ModelEntry(models.Model):
     class Format(models.TextChoices):
         HF = "hf", "Hugging Face"
@@ -32,13 +37,18 @@ class ModelEntry(models.Model):
     #: None for built-in demo entries, which every user sees.
     team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE, related_name="models")
     name = models.CharField(max_length=200)
-    #: ``zoo:<key>`` or the absolute path of an extracted upload folder.
+    #: ``zoo:<key>``, or for an upload its storage reference ``storage:models/<uuid>/model.zip@sha256:<hex>``
+    #: (``webapp.catalog.storage``; entries uploaded before 0004 may still hold a local folder path).
     reference = models.CharField(max_length=1000)
     format = models.CharField(max_length=16, choices=Format.choices, default=Format.HF)
     task = models.CharField(max_length=64)
     source = models.CharField(max_length=16, choices=Source.choices)
+    #: Content hash of the extracted model folder (``optimizers.hashing.sha256_path``).
     sha256 = models.CharField(max_length=64, blank=True)
     size_bytes = models.BigIntegerField(default=0)
+    #: Uploads: the validated folder as a deterministic zip in the default storage, and that zip's sha256.
+    archive = models.FileField(upload_to=model_archive_upload_to, max_length=500, blank=True)
+    archive_sha256 = models.CharField(max_length=64, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 

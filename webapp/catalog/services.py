@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import shutil
 import tempfile
-import uuid
 from pathlib import Path
 
 from django.conf import settings
+from django.core.files import File
 from django.db import transaction
 
 from optimizers.errors import RecipeError
@@ -15,6 +17,17 @@ from optimizers.hashing import sha256_file, sha256_path, size_bytes
 from optimizers.uploads import extract_model_zip, validate_jsonl_dataset
 from optimizers.zoo import BUILT_MODELS, ZOO_MODELS, ZOO_PREFIX, zoo_format, zoo_model_folder
 from webapp.catalog.models import Dataset, ModelEntry
+from webapp.catalog.storage import (
+    StoredInput,
+    fetch_model,
+    input_cache_dir,
+    is_storage_reference,
+    seed_model_cache,
+    storage_reference,
+    zip_model_folder,
+)
+
+logger = logging.getLogger(__name__)
 
 #: Built-in entries every user sees: (name, reference).
 DEMO_MODELS = [
@@ -90,39 +103,60 @@ def _local_copy(uploaded_file, stack: list[Path]) -> Path:
 
 
 def upload_model(user, team, name: str, uploaded_file) -> ModelEntry:
-    """Validate and extract a zipped HF model folder into ``<media>/models/<uuid>/``.
+    """Validate a zipped HF model folder and store it in the default storage as ``models/<uuid>/model.zip``.
 
-    Raises ``UnsafeInputError`` (nothing is left on disk then).
+    The archive kept is a deterministic zip of the validated, extracted folder (what
+    the checks accepted, without skipped pickle files), recorded with its sha256; the
+    entry's ``reference`` is its storage reference, so workers on other hosts fetch
+    it through the storage API (``webapp.catalog.storage``). The extracted folder
+    stays in this host's input cache. Raises ``UnsafeInputError`` (nothing is kept then).
     """
-    folder = Path(settings.MEDIA_ROOT) / "models" / uuid.uuid4().hex
+    cache_dir = input_cache_dir() or Path(settings.INFEROPT_DATA_DIR) / "inputs"
+    cache_dir.mkdir(parents=True, exist_ok=True)
     temporary: list[Path] = []
+    # Extract inside the cache folder, so the checked copy can be renamed into the cache afterwards.
+    scratch = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".upload-"))
     try:
         source = _local_copy(uploaded_file, temporary)
         result = extract_model_zip(
             source,
-            folder,
+            scratch / "model",
             max_total_bytes=settings.INFEROPT_UPLOAD_MAX_EXTRACTED_BYTES,
             max_files=settings.INFEROPT_UPLOAD_MAX_FILES,
         )
+        for path in temporary:
+            path.unlink(missing_ok=True)
+        archive_sha256 = zip_model_folder(result.folder, scratch / "model.zip")
+        entry = ModelEntry(
+            team=team,
+            name=name,
+            format=result.format,
+            task=result.task,
+            source=ModelEntry.Source.UPLOAD,
+            sha256=result.sha256,
+            size_bytes=result.size_bytes,
+            archive_sha256=archive_sha256,
+            created_by=user,
+        )
+        with open(scratch / "model.zip", "rb") as handle:
+            entry.archive.save("model.zip", File(handle, name="model.zip"), save=False)
+        stored = StoredInput(name=entry.archive.name, sha256=archive_sha256)
+        entry.reference = stored.reference
+        try:
+            with transaction.atomic():
+                entry.save()
+        except BaseException:
+            entry.archive.delete(save=False)
+            raise
+        try:
+            seed_model_cache(stored, result.folder, cache_dir)
+        except OSError:  # only a cache: the first job or estimate fetches the archive instead
+            logger.warning("could not keep uploaded model %s in the input cache", entry.pk, exc_info=True)
+        return entry
     finally:
         for path in temporary:
             path.unlink(missing_ok=True)
-    try:
-        with transaction.atomic():
-            return ModelEntry.objects.create(
-                team=team,
-                name=name,
-                reference=str(result.folder.resolve()),
-                format=result.format,
-                task=result.task,
-                source=ModelEntry.Source.UPLOAD,
-                sha256=result.sha256,
-                size_bytes=result.size_bytes,
-                created_by=user,
-            )
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def upload_dataset(user, team, name: str, uploaded_file) -> Dataset:
@@ -173,7 +207,10 @@ def resolve_model(user, reference: str) -> ModelEntry:
 
 
 def resolve_dataset(user, reference: str | None) -> tuple[Dataset | None, str | None]:
-    """(Dataset row, recipe value) for a recipe's ``dataset``: ``dataset:<id>``, ``zoo:<name>`` or none."""
+    """(Dataset row, recipe value) for a recipe's ``dataset``: ``dataset:<id>``, ``zoo:<name>`` or none.
+
+    An uploaded dataset's recipe value is its storage reference (``dataset_reference``), never a path.
+    """
     if reference in (None, ""):
         return None, None
     if isinstance(reference, str) and reference.startswith("dataset:"):
@@ -181,7 +218,38 @@ def resolve_dataset(user, reference: str | None) -> tuple[Dataset | None, str | 
         dataset = Dataset.objects.visible_to(user).filter(pk=int(key)).first() if key.isdigit() else None
         if dataset is None:
             raise RecipeError(f"unknown dataset '{reference}'")
-        return dataset, dataset.file.path
+        return dataset, dataset_reference(dataset)
     if isinstance(reference, str) and reference.startswith(ZOO_PREFIX):
         return None, reference
     raise RecipeError(f"dataset '{reference}' is not accepted: use 'dataset:<id>' or a 'zoo:' dataset")
+
+
+def dataset_reference(dataset: Dataset) -> str:
+    """The recipe value for an uploaded dataset: ``storage:datasets/<uuid>.jsonl@sha256:<hex>``.
+
+    A row without a recorded sha256 (none is written so since uploads hash their file)
+    gets one computed through the storage API and saved.
+    """
+    if not dataset.sha256:
+        digest = hashlib.sha256()
+        with dataset.file.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        dataset.sha256 = digest.hexdigest()
+        dataset.save(update_fields=["sha256"])
+    return storage_reference(dataset.file.name, dataset.sha256)
+
+
+def local_model_folder(entry: ModelEntry) -> Path:
+    """A folder on this host holding ``entry``'s model files (for estimates in web requests).
+
+    Demo models: their cached folder (never trained here: ``RecipeError`` if not built).
+    Uploads: the verified copy in this host's input cache, fetched from storage if missing.
+    Entries from before uploads were stored (a local folder path) are returned as they are.
+    """
+    if entry.reference.startswith(ZOO_PREFIX):
+        return zoo_model_folder(entry.reference, build=False)[0]
+    if is_storage_reference(entry.reference):
+        cache_dir = input_cache_dir() or Path(settings.INFEROPT_DATA_DIR) / "inputs"
+        return fetch_model(StoredInput.parse(entry.reference), cache_dir)
+    return Path(entry.reference)

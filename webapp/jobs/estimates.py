@@ -10,7 +10,6 @@ whose memory or ``INFEROPT_CPU_PASS_TIME_BUDGET_S`` it does not fit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from optimizers.artifacts import ModelArtifact
@@ -19,7 +18,6 @@ from optimizers.passes import get_pass
 from optimizers.passes.base import Preflight
 from optimizers.passes.llm_common import cpu_time_budget_s
 from optimizers.recipe import Recipe
-from optimizers.zoo import is_zoo_reference, zoo_model_folder
 from webapp.jobs.services import route_recipe
 
 
@@ -94,9 +92,16 @@ def estimate_recipe(model_entry, recipe_mapping: dict[str, Any]) -> RecipeEstima
 
 def _baseline(model_entry) -> ModelArtifact:
     """The entry's folder described without hashing it (estimates need no content hash)."""
-    reference = model_entry.reference
+    from webapp.catalog.services import local_model_folder
+
     # Never train a demo model in a web request: an unbuilt one is a RecipeError naming setup_demo.
-    folder = zoo_model_folder(reference, build=False)[0] if is_zoo_reference(reference) else Path(reference)
+    # An upload is read from this host's input cache, fetched from storage if this host lacks it.
+    try:
+        folder = local_model_folder(model_entry)
+    except RecipeError:
+        raise
+    except InferOptError as error:
+        raise RecipeError(str(error)) from None
     return ModelArtifact(
         name="baseline",
         path=str(folder),

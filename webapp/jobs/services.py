@@ -18,6 +18,7 @@ from django.utils import timezone
 from optimizers.errors import RecipeError
 from optimizers.passes import get_pass
 from optimizers.recipe import Recipe, Step
+from webapp.catalog.services import dataset_reference
 from webapp.jobs.models import Job
 
 logger = logging.getLogger(__name__)
@@ -67,13 +68,15 @@ def default_job_name(model_entry, recipe: Recipe) -> str:
 def submit_job(user, team, model_entry, recipe_mapping: dict[str, Any], dataset=None, name: str = "") -> Job:
     """Validate ``recipe_mapping`` for ``model_entry``, save a queued job and enqueue it on commit.
 
-    ``model`` is set to the entry's reference and ``dataset`` to the dataset file's
-    path, whatever the mapping said. Raises ``RecipeError`` with a readable message.
+    ``model`` is set to the entry's reference and ``dataset`` to the dataset's storage
+    reference (``storage:datasets/...@sha256:...``), whatever the mapping said: workers
+    fetch uploads through the storage API, never by a path on the web host. Raises
+    ``RecipeError`` with a readable message.
     """
     raw = dict(recipe_mapping)
     raw["model"] = model_entry.reference
     if dataset is not None:
-        raw["dataset"] = dataset.file.path
+        raw["dataset"] = dataset_reference(dataset)
     if not raw.get("task"):
         raw["task"] = model_entry.task
     raw["steps"] = resolve_calibration_datasets(user, raw.get("steps"))
@@ -106,7 +109,7 @@ def search_space(model_entry, mapping: dict[str, Any], dataset=None):
     raw = {key: value for key, value in mapping.items() if key != "mode"}
     raw["model"] = model_entry.reference
     if dataset is not None:
-        raw["dataset"] = dataset.file.path
+        raw["dataset"] = dataset_reference(dataset)
     if not raw.get("task"):
         raw["task"] = model_entry.task
     try:
@@ -189,7 +192,7 @@ def submit_serving_job(user, team, model_entry, mapping: dict[str, Any], dataset
 
 
 def resolve_calibration_datasets(user, steps: Any) -> Any:
-    """Steps whose ``calibration_dataset`` is ``dataset:<id>`` get that upload's file path.
+    """Steps whose ``calibration_dataset`` is ``dataset:<id>`` get that upload's storage reference.
 
     A ``zoo:`` name passes through; any other value (a path) is refused: a pass config
     must not make the worker read an arbitrary file.
@@ -202,8 +205,8 @@ def resolve_calibration_datasets(user, steps: Any) -> Any:
     for step in steps:
         value = _calibration_value(step)
         if isinstance(value, str) and value.startswith("dataset:"):
-            _, path = resolve_dataset(user, value)
-            step = {**step, "calibration_dataset": path}
+            _, stored = resolve_dataset(user, value)
+            step = {**step, "calibration_dataset": stored}
         elif value is not None and not (isinstance(value, str) and value.startswith("zoo:")):
             raise RecipeError(
                 "calibration_dataset must be 'dataset:<id>' (an uploaded JSONL dataset) or empty for the built-in text"
