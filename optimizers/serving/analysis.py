@@ -9,12 +9,16 @@ Spec (a job's recipe, or YAML for ``run_serving_analysis``)::
     batching: {max_batch_sizes: [1, 4, 8, 16], max_queue_delays_ms: [0, 2, 10]}
     triton: {model_name: digits, instance_count: 1}
     kv_cache: {context_lens: [512, 2048, 8192], batch_size: 1, dtype: float16}
+    speculative: {draft: zoo:tiny-lm-draft, max_new_tokens: 48, prompts: 4, prompt_lookup: true}
+    kv_quant: {backend: hqq, nbits: [4, 8], context_lens: [128, 512]}
 
 What runs depends on the model: image classifiers and text encoders get the
 dynamic batching sweep (in its own process) and, when the final artifact is
 ONNX, a Triton model repository zip configured from the recommendation; causal
 LMs get the KV-cache calculator (MHA/GQA/MQA, sliding window) and the decode
-roofline from the copy bandwidth measured here. The result is ``ServingReport``
+roofline from the copy bandwidth measured here, plus (Hugging Face models) speculative
+decoding measured against plain greedy (``speculative.py``) and the quantized KV cache measured
+against the default one (``kv_quant.py``; ``enabled: false`` skips either). The result is ``ServingReport``
 (``serving.json``); ``serving_figure`` turns its sweep into the plotly chart.
 """
 
@@ -32,6 +36,8 @@ from optimizers.recipe import Step
 from optimizers.resolve import resolve_model
 from optimizers.serving.batching import BatchingRecommendation, BatchingSweep, SweepSettings, curves
 from optimizers.serving.kv_cache import BandwidthProbe, DecodeRoofline, KVCacheRow
+from optimizers.serving.kv_quant import KVQuantOptions, KVQuantReport
+from optimizers.serving.speculative import SpeculativeOptions, SpeculativeReport
 
 SERVING_MODE = "serving"
 
@@ -69,6 +75,9 @@ class ServingSpec(BaseModel):
     batching: SweepSettings = Field(default_factory=SweepSettings)
     triton: TritonOptions = Field(default_factory=TritonOptions)
     kv_cache: KVCacheOptions = Field(default_factory=KVCacheOptions)
+    #: Causal LMs: speculative decoding (draft model, prompt lookup) and KV-cache quantization, measured.
+    speculative: SpeculativeOptions = Field(default_factory=SpeculativeOptions)
+    kv_quant: KVQuantOptions = Field(default_factory=KVQuantOptions)
 
     @classmethod
     def parse(cls, raw: Any) -> ServingSpec:
@@ -105,6 +114,8 @@ class ServingReport(BaseModel):
     kv_cache: list[KVCacheRow] = Field(default_factory=list)
     bandwidth: BandwidthProbe | None = None
     rooflines: list[DecodeRoofline] = Field(default_factory=list)
+    speculative: SpeculativeReport | None = None
+    kv_quant: KVQuantReport | None = None
     notes: list[str] = Field(default_factory=list)
 
 
@@ -146,6 +157,8 @@ def run_serving_analysis(
     )
     if artifact.task == "causal-lm":
         _kv_cache_part(spec, artifact, report, reporter)
+        _speculative_part(spec, artifact, report, reporter, out_dir)
+        _kv_quant_part(spec, artifact, report, reporter)
     else:
         _batching_part(spec, artifact, report, reporter, out_dir)
     (out_dir / "serving.json").write_text(report.model_dump_json(indent=2))
@@ -229,6 +242,43 @@ def _kv_cache_part(spec: ServingSpec, artifact, report: ServingReport, reporter)
         "CPU caches can decode faster than it."
     )
     report.notes.append("Dynamic batching sweeps apply to encoders and classifiers; LLM batching is not measured here.")
+
+
+def _speculative_part(spec: ServingSpec, artifact, report: ServingReport, reporter, out_dir: Path) -> None:
+    from optimizers.errors import PreflightError
+    from optimizers.serving.speculative import TRAINED_HEADS_NOTE, speculative_decoding
+
+    options = spec.speculative
+    if not options.enabled:
+        return
+    if artifact.format != "hf":
+        report.notes.append(f"No speculative decoding: it runs on Hugging Face models, not {artifact.format}.")
+        return
+    reporter.check_cancelled()
+    draft_folder = None
+    if options.draft is not None:
+        reporter.progress("speculative decoding", 60.0, f"resolving the draft model {options.draft}")
+        draft_folder = resolve_model(options.draft, work_dir=out_dir / "draft").folder
+    reporter.progress("speculative decoding", 62.0, "draft-model and prompt-lookup generation vs plain greedy")
+    try:
+        report.speculative = speculative_decoding(artifact, options, draft_folder=draft_folder, on_log=reporter.log)
+    except PreflightError as error:
+        report.notes.append(f"No speculative decoding: {error}. {TRAINED_HEADS_NOTE}")
+
+
+def _kv_quant_part(spec: ServingSpec, artifact, report: ServingReport, reporter) -> None:
+    from optimizers.serving.kv_quant import kv_cache_quantization
+
+    options = spec.kv_quant
+    if not options.enabled:
+        return
+    if artifact.format != "hf":
+        report.notes.append(f"No KV-cache quantization: it runs on Hugging Face models, not {artifact.format}.")
+        return
+    reporter.check_cancelled()
+    variants = ", ".join(f"int{bits}" for bits in options.nbits)
+    reporter.progress("kv-cache quantization", 80.0, f"default cache vs {options.backend} {variants}, own processes")
+    report.kv_quant = kv_cache_quantization(artifact, options, on_log=reporter.log)
 
 
 def _triton_name(model: str) -> str:
