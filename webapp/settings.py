@@ -19,6 +19,7 @@ Every deployment knob is an environment variable with a local default, so
 ``DJANGO_ALLOWED_HOSTS`` comma-separated, default ``127.0.0.1,localhost``
 ``REDIS_URL``           Celery broker (default ``redis://127.0.0.1:6379/0``)
 ``INFEROPT_JOB_SOFT_TIME_LIMIT`` / ``INFEROPT_JOB_HARD_TIME_LIMIT``  seconds (3600 / 3900)
+``INFEROPT_JOB_MAX_ATTEMPTS``   claims of a job whose worker process died before it is failed (3)
 ``INFEROPT_UPLOAD_MAX_BYTES``    largest accepted upload (2 GiB)
 ``INFEROPT_INPUT_CACHE_DIR``     local cache of uploads fetched from storage (``<data>/inputs``; ``off``)
 ``INFEROPT_LOGIN_MAX_FAILURES`` / ``INFEROPT_LOGIN_WINDOW_S``  failed sign-ins per username and
@@ -229,6 +230,9 @@ DATA_UPLOAD_MAX_NUMBER_FILES = 100
 REDIS_URL = env_secret("REDIS_URL", "redis://127.0.0.1:6379/0")
 INFEROPT_JOB_SOFT_TIME_LIMIT = envint("INFEROPT_JOB_SOFT_TIME_LIMIT", "3600")
 INFEROPT_JOB_HARD_TIME_LIMIT = envint("INFEROPT_JOB_HARD_TIME_LIMIT", "3900")
+# A job whose worker process dies (kill -9, out of memory) is run again when its message is
+# redelivered, at most this many claims in all; then it is failed (workers/tasks.py).
+INFEROPT_JOB_MAX_ATTEMPTS = envint("INFEROPT_JOB_MAX_ATTEMPTS", "3")
 INFEROPT_QUICK_BENCHMARK = envbool("INFEROPT_QUICK_BENCHMARK", "false")
 # No worker registers its capabilities yet: whether a GPU worker consumes the "gpu" queue is
 # configured. Off, GPU-preferring passes run on "cpu" when their estimate fits the worker.
@@ -252,6 +256,9 @@ CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CELERY_TASK_SOFT_TIME_LIMIT = INFEROPT_JOB_SOFT_TIME_LIMIT
 CELERY_TASK_TIME_LIMIT = INFEROPT_JOB_HARD_TIME_LIMIT
 CELERY_TASK_ALWAYS_EAGER = False
+# A running job survives a broker restart: it keeps running and records its end in the database
+# (Celery 6 is to change this default to cancelling such tasks).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Publishing from a web request must fail fast when Redis is down, not hang the page.
 INFEROPT_ENQUEUE_MAX_RETRIES = envint("INFEROPT_ENQUEUE_MAX_RETRIES", "2")
 

@@ -8,6 +8,10 @@ lives in the parent only (forked children do not inherit threads) and survives a
 a failed beat is logged and retried on the next one, so a database hiccup costs at most
 a stale row, never the worker. ``worker_shutdown`` calls ``stop()``, which marks the row
 stopped so routing stops counting it at once.
+
+Each beat also runs the lost-job sweep (``webapp.jobs.services.mark_lost_jobs``): jobs left
+``running`` by a worker whose own heartbeat stopped are failed as lost, so while any worker
+lives, no job stays "running" on a dead one.
 """
 
 from __future__ import annotations
@@ -63,12 +67,19 @@ class Heartbeat:
             try:
                 close_old_connections()
                 self.beat()
+                self.sweep()
             except Exception:
                 logger.warning(
                     "heartbeat of worker %s failed; retrying in %s s", self.hostname, self.interval, exc_info=True
                 )
             finally:
                 connection.close()
+
+    def sweep(self) -> int:
+        """Fail the jobs of workers whose heartbeat stopped (raises on failure; the loop catches)."""
+        from webapp.jobs.services import mark_lost_jobs
+
+        return mark_lost_jobs()
 
     def stop(self) -> None:
         """Stop beating and mark the row stopped (best effort)."""

@@ -4,11 +4,21 @@ The job row is the record of a run (status, stage, progress, log, error,
 report, artifacts); there is no result backend. Tasks take a job id and fetch
 the fresh row; a job that is gone or already claimed is a normal outcome, so
 redelivery of the same message (``acks_late``) never runs a job twice.
+
+Faults (docs/ARCHITECTURE.md, "Worker faults"): a claim records the pool child's
+pid; when that child dies (kill -9, out of memory) Celery requeues the message
+(``task_reject_on_worker_lost``) and the redelivery re-claims the ``running`` row
+only once that process is gone, up to ``INFEROPT_JOB_MAX_ATTEMPTS`` claims, then
+fails it. A hard time limit kills the child without a redelivery: the
+``task_failure`` handler below fails the row in the worker's main process.
+Artifacts are published by their rows, created in the transaction that marks the
+job succeeded; stored files of an attempt that did not get there are deleted.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import socket
@@ -17,7 +27,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
+from celery.signals import task_failure
 from django.conf import settings
 from django.core.files import File
 from django.db import transaction
@@ -36,6 +47,7 @@ from optimizers.report import Report
 from optimizers.search import SearchReport, SearchSpace, run_search
 from optimizers.serving.analysis import SERVING_MODE, ServingSpec, run_serving_analysis
 from webapp.jobs.models import Artifact, Job
+from webapp.jobs.services import delete_unpublished_files
 from webapp.reviews.services import record_gate_outcome
 from workers.celery import app
 from workers.inputs import materialize_inputs
@@ -246,11 +258,18 @@ def _package_one(
 
 
 def _store_file(job: Job, local: Path, filename: str, stored: list[str]) -> str:
-    """Save ``local`` as ``jobs/<job>/<filename>`` in the artifacts' storage; record and return its name."""
+    """Save ``local`` as ``jobs/<job>/<filename>`` in the artifacts' storage; record and return its name.
+
+    The name is recorded in ``stored`` *before* writing: a write that fails half way
+    (disk full) leaves part of a file behind, which the caller must delete too.
+    """
     storage = Artifact._meta.get_field("file").storage
+    name = storage.get_available_name(f"jobs/{job.pk}/{filename}")
+    stored.append(name)
     with open(local, "rb") as handle:
-        stored_name = storage.save(f"jobs/{job.pk}/{filename}", File(handle, name=filename))
-    stored.append(stored_name)
+        stored_name = storage.save(name, File(handle, name=filename))
+    if stored_name != name:
+        stored.append(stored_name)
     return stored_name
 
 
@@ -362,6 +381,115 @@ def _delete_stored(names: list[str]) -> None:
             logger.warning("could not delete stored artifact %s", name, exc_info=True)
 
 
+def _work_dir(job_id: int) -> Path:
+    return Path(getattr(settings, "INFEROPT_WORK_DIR", Path(settings.INFEROPT_DATA_DIR) / "work")) / str(job_id)
+
+
+def _append_log(message: str) -> Concat:
+    line = f"{timezone.now():%H:%M:%S} {message}\n"
+    return Concat(F("log"), Value(line), output_field=TextField())
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        # /proc/<pid>/stat: "pid (comm) state ..."; a zombie has exited already.
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _holder_is_gone(row: dict[str, Any], hostname: str, redelivered: bool) -> bool:
+    """Is the attempt that set ``row`` ``running`` provably dead, so this delivery may take over?
+
+    On the same host: its pool child's pid no longer exists (Celery requeued the message
+    after that child died). On another host: the broker redelivered the message and that
+    worker's heartbeat is not live (a live one may still be running it after a broker blip).
+    """
+    if row["worker"] == hostname:
+        return row["worker_pid"] is not None and not _pid_alive(row["worker_pid"])
+    if not redelivered:
+        return False
+    from webapp.fleet.models import WorkerNode
+
+    return not WorkerNode.objects.live().filter(hostname=row["worker"]).exists()
+
+
+def _claim(job_id: int, hostname: str, redelivered: bool) -> str:
+    """Claim job ``job_id`` for this process: ``claimed``, ``skipped`` or ``failed``.
+
+    ``queued`` → ``running`` with a conditional UPDATE (0 rows: another delivery has it).
+    A ``running`` row whose holder is gone (``_holder_is_gone``) is re-claimed, with one
+    more attempt, unless ``INFEROPT_JOB_MAX_ATTEMPTS`` claims were made already: then it
+    is failed, so a job that kills its worker every time never loops nor stays running.
+    """
+    pid = os.getpid()
+    worker = _fit("worker", hostname)
+    claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
+        status=Job.Status.RUNNING,
+        started_at=timezone.now(),
+        worker=worker,
+        worker_pid=pid,
+        attempts=F("attempts") + 1,
+        stage=_fit("stage", "starting"),
+        progress=0,
+    )
+    if claimed:
+        return "claimed"
+    row = Job.objects.filter(pk=job_id).values("status", "worker", "worker_pid", "attempts").first()
+    if row is None or row["status"] != Job.Status.RUNNING or not _holder_is_gone(row, worker, redelivered):
+        return "skipped"
+    # Conditional on the row as read: of two deliveries racing to take over, one wins.
+    same_attempt = Job.objects.filter(
+        pk=job_id,
+        status=Job.Status.RUNNING,
+        worker=row["worker"],
+        worker_pid=row["worker_pid"],
+        attempts=row["attempts"],
+    )
+    before = f"pid {row['worker_pid']} on {row['worker']}" if row["worker_pid"] else row["worker"]
+    limit = settings.INFEROPT_JOB_MAX_ATTEMPTS
+    if row["attempts"] >= limit:
+        error = (
+            f"the worker process running this job ({before}) died before it finished, on each of "
+            f"{row['attempts']} attempt(s) (killed, out of memory or crashed); gave up after "
+            f"INFEROPT_JOB_MAX_ATTEMPTS={limit} — nothing was published"
+        )
+        failed = same_attempt.update(
+            status=Job.Status.FAILED,
+            stage=_fit("stage", "lost"),
+            error=error,
+            finished_at=timezone.now(),
+            log=_append_log(f"failed: {error}"),
+        )
+        if failed:
+            delete_unpublished_files(job_id)
+            shutil.rmtree(_work_dir(job_id), ignore_errors=True)
+        return "failed" if failed else "skipped"
+    reclaimed = same_attempt.update(
+        started_at=timezone.now(),
+        worker=worker,
+        worker_pid=pid,
+        attempts=F("attempts") + 1,
+        stage=_fit("stage", "restarting"),
+        progress=0,
+        log=_append_log(
+            f"attempt {row['attempts'] + 1} of {limit}: the worker process of the previous attempt "
+            f"({before}) died before it finished; running the job again"
+        ),
+    )
+    if not reclaimed:
+        return "skipped"
+    delete_unpublished_files(job_id)
+    return "claimed"
+
+
 ORPHAN_ERROR = (
     "the worker running this job stopped (killed, crashed or restarted) before it finished; "
     "nothing was published — submit the job again"
@@ -376,12 +504,19 @@ def fail_orphaned_jobs(hostname: str) -> int:
     hard time limit, Ctrl-C past the grace period) and would otherwise stay
     "running" forever.
     """
-    return Job.objects.filter(status=Job.Status.RUNNING, worker=_fit("worker", hostname)).update(
+    orphans = list(
+        Job.objects.filter(status=Job.Status.RUNNING, worker=_fit("worker", hostname)).values_list("pk", flat=True)
+    )
+    failed = Job.objects.filter(pk__in=orphans, status=Job.Status.RUNNING).update(
         status=Job.Status.FAILED,
         error=ORPHAN_ERROR,
         stage=_fit("stage", "lost"),
         finished_at=timezone.now(),
     )
+    for job_id in orphans:
+        delete_unpublished_files(job_id)
+        shutil.rmtree(_work_dir(job_id), ignore_errors=True)
+    return failed
 
 
 def _soft_limit(task: Any) -> int | None:
@@ -399,22 +534,20 @@ def _soft_limit(task: Any) -> int | None:
 def run_job(self, job_id: int) -> str:
     """Run job ``job_id`` once; return its final status, or ``missing``/``skipped``.
 
-    ``skipped`` means another delivery already claimed the job (not ``queued``).
-    Errors end the job ``failed`` with a one-line ``error`` and a capped
-    ``traceback``; they are not raised, since the row is the record.
+    ``skipped`` means another delivery already claimed the job (not ``queued``, and
+    not ``running`` in a process that died: see ``_claim``). Errors end the job
+    ``failed`` with a one-line ``error`` and a capped ``traceback``; they are not
+    raised, since the row is the record.
     """
     if not Job.objects.filter(pk=job_id).exists():
         logger.warning("job %s does not exist (deleted before it ran?)", job_id)
         return "missing"
-    claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
-        status=Job.Status.RUNNING,
-        started_at=timezone.now(),
-        worker=_fit("worker", self.request.hostname or socket.gethostname()),
-        attempts=F("attempts") + 1,
-        stage=_fit("stage", "starting"),
-        progress=0,
-    )
-    if not claimed:
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    claim = _claim(job_id, self.request.hostname or socket.gethostname(), redelivered)
+    if claim == "failed":
+        logger.warning("job %s failed: its worker process died on every attempt", job_id)
+        return Job.Status.FAILED
+    if claim != "claimed":
         logger.info("job %s is not queued any more (already claimed or cancelled): skipped", job_id)
         return "skipped"
 
@@ -422,10 +555,10 @@ def run_job(self, job_id: int) -> str:
     started = time.monotonic()
     soft_limit = _soft_limit(self)
     recorder = JobRecorder(job_id, deadline=started + soft_limit if soft_limit else None)
-    work_dir = Path(getattr(settings, "INFEROPT_WORK_DIR", Path(settings.INFEROPT_DATA_DIR) / "work")) / str(job_id)
+    work_dir = _work_dir(job_id)
     stored: list[str] = []
     succeeded = False
-    logger.info("job %s claimed by %s", job_id, job.worker)
+    logger.info("job %s claimed by %s (pid %s, attempt %s)", job_id, job.worker, job.worker_pid, job.attempts)
     try:
         shutil.rmtree(work_dir, ignore_errors=True)
         work_dir.mkdir(parents=True)
@@ -510,3 +643,33 @@ def _end(
         fields["traceback"] = _tail(tb)
         recorder.log(f"failed: {fields['error']}")
     recorder.finish(**fields)
+
+
+@task_failure.connect(sender=run_job)
+def fail_job_killed_by_celery(sender=None, task_id=None, exception=None, args=None, **kwargs) -> None:
+    """Fail the row of a job whose pool child Celery killed without a redelivery.
+
+    Runs in the worker's main process after a hard time limit (the child is killed,
+    the message acknowledged) or a lost child that is not requeued; otherwise the row
+    would stay ``running`` while the worker lives on. Removes the dead attempt's
+    work folder and stored files, which its own ``finally`` never got to.
+    """
+    if not isinstance(exception, (TimeLimitExceeded, WorkerLostError)) or not args:
+        return
+    job_id = args[0]
+    if isinstance(exception, TimeLimitExceeded):
+        limit = exception.args[0] if exception.args else "?"
+        error = f"exceeded the hard time limit of {limit} s: the worker process was killed"
+    else:
+        error = f"the worker process running this job died before it finished ({exception})"
+    failed = Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(
+        status=Job.Status.FAILED,
+        stage=_fit("stage", "failed"),
+        error=_one_line(error),
+        finished_at=timezone.now(),
+        log=_append_log(f"failed: {_one_line(error)}"),
+    )
+    if failed:
+        logger.warning("job %s failed: %s", job_id, error)
+        delete_unpublished_files(job_id)
+        shutil.rmtree(_work_dir(job_id), ignore_errors=True)

@@ -69,14 +69,14 @@ class RedisServer:
         _stop_process_group(self.process, patience=5)
 
 
-def start_redis(workdir: Path, *, timeout: float = 10.0) -> RedisServer:
-    """Start ``redis-server`` on a free port (``make test`` installs it if missing)."""
+def start_redis(workdir: Path, *, timeout: float = 10.0, port: int | None = None) -> RedisServer:
+    """Start ``redis-server`` on ``port`` or a free one (``make test`` installs it if missing)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (make test installs the Debian package redis-server)")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         + ["--daemonize", "no", "--dir", str(workdir), "--logfile", str(workdir / "redis.log")],

@@ -1,7 +1,8 @@
 """The job row is the record of a run; workers/tasks.py keeps it current.
 
 Field names here are a contract with ``workers/tasks.py``: it claims a job with
-``Job.objects.filter(pk=id, status="queued").update(status="running", ...)``,
+``Job.objects.filter(pk=id, status="queued").update(status="running", worker_pid=..., ...)``
+(or re-claims a ``running`` one whose worker process died),
 appends to ``log``, sets ``stage``/``progress``, stores ``report`` and
 ``gate_outcome`` and creates ``Artifact`` rows whose ``file`` goes through
 Django's storage (``jobs/<job id>/<name>.zip``).
@@ -56,6 +57,11 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
+    #: Process id (on ``worker``'s host) of the pool child running the current attempt: a redelivered
+    #: message re-claims a ``running`` job only when this process is gone (``workers/tasks.py``).
+    worker_pid = models.PositiveIntegerField(null=True, blank=True)
+    #: Claims so far (first run, and re-runs after the worker process died); bounded by
+    #: ``INFEROPT_JOB_MAX_ATTEMPTS``.
     attempts = models.PositiveIntegerField(default=0)
     celery_task_id = models.CharField(max_length=64, blank=True)
     queue = models.CharField(max_length=64, default="cpu")
@@ -63,6 +69,8 @@ class Job(models.Model):
     report = models.JSONField(null=True, blank=True)
     gate_outcome = models.CharField(max_length=16, choices=GateOutcome.choices, blank=True)
     optimization_seconds = models.FloatField(null=True, blank=True)
+    #: The failed, lost or cancelled job this one re-submitted (the Retry button).
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
 
     objects = JobQuerySet.as_manager()
 
@@ -79,6 +87,11 @@ class Job(models.Model):
     @property
     def is_active(self) -> bool:
         return not self.is_final
+
+    @property
+    def can_retry(self) -> bool:
+        """Failed (lost included) and cancelled jobs can be submitted again."""
+        return self.status in (self.Status.FAILED, self.Status.CANCELLED)
 
 
 def artifact_upload_to(instance: Artifact, filename: str) -> str:

@@ -1,4 +1,4 @@
-"""Job operations: submit (validate, save, enqueue after commit) and cancel.
+"""Job operations: submit (validate, save, enqueue after commit), cancel, retry, and the lost-job sweep.
 
 The web app enqueues by task *name* only, so it never imports worker code:
 ``send_task("inferopt.run_job", args=[job.id], queue=job.queue)``.
@@ -19,7 +19,7 @@ from optimizers.errors import RecipeError
 from optimizers.passes import get_pass
 from optimizers.recipe import Recipe, Step
 from webapp.catalog.services import dataset_reference
-from webapp.jobs.models import Job
+from webapp.jobs.models import Artifact, Job
 
 logger = logging.getLogger(__name__)
 
@@ -262,3 +262,92 @@ def cancel_job(job: Job) -> Job:
             logger.warning("could not revoke task %s of job %s", job.celery_task_id, job.pk, exc_info=True)
     job.refresh_from_db()
     return job
+
+
+class RetryError(ValueError):
+    """The job cannot be retried (it is still queued, running, or succeeded)."""
+
+
+def retry_job(user, job: Job) -> Job:
+    """Submit a failed (or lost) or cancelled ``job`` again: a new queued job with the same recipe.
+
+    A new row rather than a requeue, so the failed run stays the record of what
+    happened (log, error, attempts); the new job points back at it with ``retry_of``
+    and goes to the same queue. The caller checks that ``user`` may see the job
+    (a member of its team). Raises ``RetryError`` for any other status.
+    """
+    if not job.can_retry:
+        status = job.get_status_display().lower()
+        raise RetryError(f"job #{job.pk} is {status}: only failed or cancelled jobs can be retried")
+    retry = Job.objects.create(
+        team=job.team,
+        submitter=user,
+        name=job.name,
+        model=job.model,
+        dataset=job.dataset,
+        recipe=job.recipe,
+        queue=job.queue,
+        celery_task_id=str(uuid.uuid4()),
+        retry_of=job,
+    )
+    retry_id = retry.pk
+    transaction.on_commit(lambda: enqueue_job(retry_id))
+    return retry
+
+
+LOST_STAGE = "lost"
+
+
+def mark_lost_jobs() -> int:
+    """Fail ``running`` jobs whose worker stopped heartbeating; return how many.
+
+    A worker's ``WorkerNode`` heartbeat (``workers/heartbeat.py``) older than
+    ``INFEROPT_WORKER_LIVE_TIMEOUT_S``, or a worker that said it stopped, cannot be
+    running anything: its jobs are marked failed, stage ``lost``, with the reason, and
+    can be retried. Jobs of a worker that never registered are left alone (nothing to
+    judge by; that worker's restart fails them). Called by every live worker's
+    heartbeat and by the job pages; reads first, so the common case writes nothing.
+    """
+    from webapp.fleet.models import WorkerNode
+
+    running = list(Job.objects.filter(status=Job.Status.RUNNING).exclude(worker="").values_list("pk", "worker"))
+    if not running:
+        return 0
+    nodes = {node.hostname: node for node in WorkerNode.objects.filter(hostname__in={w for _, w in running})}
+    lost = 0
+    for job_id, worker in running:
+        node = nodes.get(worker)
+        if node is None or node.is_live:
+            continue
+        if node.stopped_at is not None:
+            why = f"stopped at {node.stopped_at:%Y-%m-%d %H:%M:%S} UTC"
+        else:
+            why = (
+                f"sent no heartbeat since {node.last_seen:%Y-%m-%d %H:%M:%S} UTC "
+                f"(timeout {settings.INFEROPT_WORKER_LIVE_TIMEOUT_S} s)"
+            )
+        error = f"lost: worker {worker} {why} while running this job; nothing was published — retry it"
+        lost += Job.objects.filter(pk=job_id, status=Job.Status.RUNNING, worker=worker).update(
+            status=Job.Status.FAILED, stage=LOST_STAGE, error=error, finished_at=timezone.now()
+        )
+        delete_unpublished_files(job_id)
+    if lost:
+        logger.warning("marked %d job(s) lost: their workers stopped heartbeating", lost)
+    return lost
+
+
+def delete_unpublished_files(job_id: int) -> None:
+    """Delete what a dead attempt stored under ``jobs/<job>/`` that no Artifact row publishes."""
+    storage = Artifact._meta.get_field("file").storage
+    folder = f"jobs/{job_id}"
+    try:
+        _, files = storage.listdir(folder)
+    except OSError:  # no such folder (nothing was stored), or storage unreachable: nothing to do now
+        return
+    published = set(Artifact.objects.filter(job_id=job_id).values_list("file", flat=True))
+    for name in (f"{folder}/{file}" for file in files):
+        if name not in published:
+            try:
+                storage.delete(name)
+            except OSError:
+                logger.warning("could not delete unpublished file %s", name, exc_info=True)

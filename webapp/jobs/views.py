@@ -25,7 +25,15 @@ from webapp.jobs.forms import NewJobForm, SearchJobForm, ServingJobForm
 from webapp.jobs.models import Artifact, Job
 from webapp.jobs.results import build_results
 from webapp.jobs.search_results import build_search_results
-from webapp.jobs.services import cancel_job, submit_job, submit_search_job, submit_serving_job
+from webapp.jobs.services import (
+    RetryError,
+    cancel_job,
+    mark_lost_jobs,
+    retry_job,
+    submit_job,
+    submit_search_job,
+    submit_serving_job,
+)
 from webapp.jobs.serving_results import build_serving_results
 from webapp.reviews.downloads import check_download, record_download
 
@@ -43,6 +51,7 @@ def _status_context(job: Job) -> dict:
 
 @login_required
 def job_list(request):
+    mark_lost_jobs()
     jobs = Job.objects.visible_to(request.user).select_related("model", "team", "submitter")
     page = Paginator(jobs, 50).get_page(request.GET.get("page"))
     return render(request, "jobs/job_list.html", {"page": page, "jobs": page.object_list})
@@ -90,6 +99,7 @@ def job_new(request):
 
 @login_required
 def job_detail(request, pk: int):
+    mark_lost_jobs()  # a job whose worker stopped heartbeating shows as lost, with a Retry button
     job = _visible_job(request, pk)
     results = build_results(job.report)
     search = build_search_results(job.report)
@@ -114,6 +124,7 @@ def job_detail(request, pk: int):
 @login_required
 def job_status(request, pk: int):
     """The live status block; htmx polls it every 2 s while the job is queued or running."""
+    mark_lost_jobs()
     job = _visible_job(request, pk)
     response = render(request, "jobs/_status.html", _status_context(job))
     if job.is_final and request.headers.get("HX-Request"):
@@ -131,6 +142,20 @@ def job_cancel(request, pk: int):
     elif job.is_active:
         messages.info(request, f"Cancellation requested: job #{job.pk} stops after its current step.")
     return redirect("jobs:detail", pk=job.pk)
+
+
+@login_required
+@require_POST
+def job_retry(request, pk: int):
+    """Submit a failed, lost or cancelled job's recipe again as a new job (``services.retry_job``)."""
+    job = _visible_job(request, pk)  # 404 outside the job's team
+    try:
+        retry = retry_job(request.user, job)
+    except RetryError as error:
+        messages.error(request, str(error))
+        return redirect("jobs:detail", pk=job.pk)
+    messages.success(request, f"Job #{retry.pk} queued: a retry of job #{job.pk}.")
+    return redirect("jobs:detail", pk=retry.pk)
 
 
 def _attachment_headers(response: HttpResponse) -> HttpResponse:
