@@ -6,7 +6,7 @@ SHELL := /bin/bash
 # Extra arguments for pytest, e.g. `make test PYTEST_ARGS="-k workers -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: help run test lint format benchmark benchmark-compression benchmark-llm gpu-check install lock
+.PHONY: help run test lint format benchmark benchmark-compression benchmark-llm benchmark-serving gpu-check install lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ benchmark-compression: ## compression on digits-cnn and MiniLM: static INT8, QAT
 
 benchmark-llm: ## the tiny-LM CPU benchmark: PyTorch vs llama.cpp F16/Q8_0/Q5_K_M/Q4_K_M (benchmarks/llm_cpu.py)
 	@bash scripts/venv.sh runtime python benchmarks/llm_cpu.py
+
+benchmark-serving: ## tiny-LM speculative decoding and quantized KV cache, digits-cnn batching under a p95 budget (benchmarks/llm_serving.py)
+	@bash scripts/venv.sh runtime python benchmarks/llm_serving.py
 
 gpu-check: ## the GPU tests (pytest -m gpu tests/gpu); passes when there are none
 	@bash scripts/gpu-check.sh $(PYTEST_ARGS)

@@ -256,7 +256,7 @@ def _speculative_part(spec: ServingSpec, artifact, report: ServingReport, report
         return
     reporter.check_cancelled()
     draft_folder = None
-    if options.draft is not None:
+    if options.draft_model:
         reporter.progress("speculative decoding", 60.0, f"resolving the draft model {options.draft}")
         draft_folder = resolve_model(options.draft, work_dir=out_dir / "draft").folder
     reporter.progress("speculative decoding", 62.0, "draft-model and prompt-lookup generation vs plain greedy")

@@ -87,7 +87,7 @@ class KVQuantOptions(BaseModel):
 
 
 def cache_config(backend: str, nbits: int, options: KVQuantOptions) -> dict[str, Any]:
-    """The ``cache_config`` for ``generate(..., cache_implementation="quantized")`` (also ``QuantizedCache``'s kwargs)."""
+    """``cache_config`` for ``generate(..., cache_implementation="quantized")``; also ``QuantizedCache``'s kwargs."""
     return {
         "backend": backend,
         "nbits": nbits,
@@ -323,7 +323,9 @@ def kv_cache_quantization(
 
     log = on_log or (lambda message: None)
     if artifact.format != "hf" or artifact.task != "causal-lm":
-        raise PreflightError(f"KV-cache quantization needs a Hugging Face causal LM, not {artifact.format}/{artifact.task}")
+        raise PreflightError(
+            f"KV-cache quantization needs a Hugging Face causal LM, not {artifact.format}/{artifact.task}"
+        )
     folder = Path(artifact.path)
     config = json.loads((folder / "config.json").read_text())
     positions = config.get("max_position_embeddings")

@@ -61,8 +61,9 @@ class SpeculativeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    #: Draft model reference (``zoo:…`` or a local folder); None: no draft-model method.
-    draft: str | None = "zoo:tiny-lm-draft"
+    #: Run the draft-model method, with ``draft`` (``zoo:…`` or a local folder; the web app takes ``zoo:`` only).
+    draft_model: bool = True
+    draft: str = Field("zoo:tiny-lm-draft", min_length=1, max_length=500)
     prompt_lookup: bool = True
     #: Held-out prompts (how many, taken from the evaluation split) or the prompt texts themselves.
     prompts: int | list[str] = 4
@@ -138,7 +139,9 @@ def check_same_tokenizer(target_tokenizer: Any, draft_tokenizer: Any, target_con
     if target_vocab != draft_vocab:
         only_target = sorted(set(target_vocab) - set(draft_vocab))
         only_draft = sorted(set(draft_vocab) - set(target_vocab))
-        moved = sorted(token for token in set(target_vocab) & set(draft_vocab) if target_vocab[token] != draft_vocab[token])
+        moved = sorted(
+            token for token in set(target_vocab) & set(draft_vocab) if target_vocab[token] != draft_vocab[token]
+        )
         detail = [f"{len(target_vocab)} vs {len(draft_vocab)} tokens"]
         if only_target:
             detail.append(f"{len(only_target)} only in the target's (e.g. {only_target[0]!r})")
@@ -175,9 +178,10 @@ def counting_candidates(model: Any) -> Iterator[DraftCounter]:
 
     Wraps the candidate generator that transformers' assisted-decoding loop builds
     (the same object, its methods shadowed on the instance), so nothing about the
-    decoding changes; the instance attribute is removed on exit.
+    decoding changes; on exit the instance attribute is removed (or an enclosing block's restored).
     """
     counter = DraftCounter()
+    shadowed = vars(model).get("_get_candidate_generator")  # an enclosing counter's wrapper, if any
     build = model._get_candidate_generator
 
     def wrapped_build(*args: Any, **kwargs: Any) -> Any:
@@ -202,7 +206,10 @@ def counting_candidates(model: Any) -> Iterator[DraftCounter]:
     try:
         yield counter
     finally:
-        del model._get_candidate_generator
+        if shadowed is None:
+            del model._get_candidate_generator
+        else:
+            model._get_candidate_generator = shadowed
 
 
 # --------------------------------------------------------------------------- prompts and generation
@@ -306,7 +313,8 @@ def speculative_decoding(
 ) -> SpeculativeReport:
     """Measure the methods ``options`` enables on ``target`` (a Hugging Face causal LM).
 
-    ``draft_folder``: the resolved ``options.draft`` (the caller resolves references).
+    ``draft_folder``: the resolved ``options.draft`` (the caller resolves references;
+    needed when ``options.draft_model``).
     A draft whose tokenizer differs is refused (``refused["draft_model"]`` holds
     the reason) and prompt lookup still runs; ``PreflightError`` when no method
     is left, for a non-``hf`` target, or for bad prompts.
@@ -321,7 +329,7 @@ def speculative_decoding(
     methods: list[str] = []
     refused: dict[str, str] = {}
     draft = None
-    if options.draft is not None:
+    if options.draft_model:
         if draft_folder is None:
             raise PreflightError("speculative: the draft model was not resolved")
         draft, draft_tokenizer = load_causal_lm(draft_folder)

@@ -168,6 +168,9 @@ def serving_spec(user, model_entry, mapping: dict[str, Any], dataset=None):
         raw["task"] = model_entry.task
     raw["steps"] = resolve_calibration_datasets(user, raw.get("steps"))
     spec = ServingSpec.parse(raw)
+    if spec.speculative.enabled and spec.speculative.draft_model and not spec.speculative.draft.startswith("zoo:"):
+        # Like calibration datasets: a spec must not make the worker read an arbitrary local folder.
+        raise RecipeError("speculative.draft must be a demo model (zoo:tiny-lm-draft), not a path")
     # ServingSpec.parse guesses the input format from the reference; the entry knows it.
     Recipe.parse({"model": spec.model, "steps": spec.steps}, input_format=model_entry.format)
     return spec
