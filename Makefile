@@ -5,8 +5,10 @@ SHELL := /bin/bash
 
 # Extra arguments for pytest, e.g. `make test PYTEST_ARGS="-k workers -x"`.
 PYTEST_ARGS ?=
+# Extra arguments for benchmarks/load.py, e.g. `make benchmark-load LOAD_ARGS="--users 10 --jobs 20"`.
+LOAD_ARGS ?=
 
-.PHONY: help run test lint format benchmark benchmark-compression benchmark-llm benchmark-serving gpu-check install lock
+.PHONY: help run test lint format benchmark benchmark-compression benchmark-llm benchmark-serving benchmark-load gpu-check install lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,6 +33,9 @@ benchmark-compression: ## compression on digits-cnn and MiniLM: static INT8, QAT
 
 benchmark-llm: ## the tiny-LM CPU benchmark: PyTorch vs llama.cpp F16/Q8_0/Q5_K_M/Q4_K_M (benchmarks/llm_cpu.py)
 	@bash scripts/venv.sh runtime python benchmarks/llm_cpu.py
+
+benchmark-load: ## 50 users browse job pages while 100 small jobs run on 2 workers: p95 page latency, no job lost (benchmarks/load.py; PostgreSQL on 127.0.0.1:5432)
+	@source scripts/lib.sh && ensure_redis_binary && bash scripts/venv.sh runtime python benchmarks/load.py $(LOAD_ARGS)
 
 benchmark-serving: ## tiny-LM speculative decoding and quantized KV cache, digits-cnn batching under a p95 budget (benchmarks/llm_serving.py)
 	@bash scripts/venv.sh runtime python benchmarks/llm_serving.py
