@@ -31,9 +31,10 @@ def materialize_inputs(job: Any, work_dir: Path, *, cache_dir: Path | None = Non
     Downloads are staged inside the cache folder (``cache_dir``, default
     ``INFEROPT_INPUT_CACHE_DIR``), so a verified copy moves into the cache by an
     atomic rename; with the cache turned off (``INFEROPT_INPUT_CACHE_DIR=off``) they
-    go to ``work_dir/inputs`` and leave with the job's work folder. The row is not changed. Raises ``StoredInputError`` (missing object, over the
-    size limit, sha256 mismatch) or ``UnsafeInputError`` (the archive fails the
-    upload checks), both ``InferOptError``: the job fails with that message.
+    go to ``work_dir/inputs`` and leave with the job's work folder. The row is not
+    changed. Raises ``StoredInputError`` (missing object, over the size limit, sha256
+    mismatch) or ``UnsafeInputError`` (the archive fails the upload checks), both
+    ``InferOptError``: the job fails with that message.
     """
     cache = Path(cache_dir) if cache_dir is not None else input_cache_dir() or Path(work_dir) / "inputs"
     fetched: dict[str, str] = {}

@@ -129,7 +129,7 @@ def test_uploaded_model_reference_becomes_its_folder(owner, team):
     assert job.recipe["task"] == "feature-extraction"
 
 
-def test_dataset_reference_becomes_the_file_path(owner, team, demo_model):
+def test_dataset_reference_becomes_its_storage_reference(owner, team, demo_model):
     from django.core.files.base import ContentFile
 
     dataset = Dataset(team=team, name="d", rows=1, schema="text")
@@ -138,7 +138,8 @@ def test_dataset_reference_becomes_the_file_path(owner, team, demo_model):
     assert response.status_code == 201, response.content
     job = Job.objects.get(pk=json_body(response)["id"])
     assert job.dataset == dataset
-    assert job.recipe["dataset"] == dataset.file.path
+    dataset.refresh_from_db()
+    assert job.recipe["dataset"] == f"storage:{dataset.file.name}@sha256:{dataset.sha256}"
 
 
 def test_team_can_be_chosen_and_must_be_the_users(owner, other_team, team, demo_model):

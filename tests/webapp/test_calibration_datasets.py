@@ -32,12 +32,14 @@ def test_a_path_is_refused(owner, team, demo_model):
     assert Job.objects.count() == 0
 
 
-def test_a_team_dataset_becomes_its_file_path(owner, team, demo_model):
+def test_a_team_dataset_becomes_its_storage_reference(owner, team, demo_model):
     dataset = calibration_set(team)
     response = submit(owner, f"dataset:{dataset.pk}")
     assert response.status_code == 201, response.content
     [step] = Job.objects.get().recipe["steps"]
-    assert step["calibration_dataset"] == dataset.file.path
+    dataset.refresh_from_db()
+    # Workers fetch it through the storage API (workers/inputs.py), never by a path on the web host.
+    assert step["calibration_dataset"] == f"storage:{dataset.file.name}@sha256:{dataset.sha256}"
 
 
 def test_another_teams_dataset_is_unknown(outsider, owner, team, demo_model):

@@ -182,11 +182,14 @@ def test_hostile_dataset_file_names_never_reach_the_disk(owner, data_dir, filena
 def test_hostile_model_file_names_never_reach_the_disk(owner, data_dir, filename):
     response = upload(api_client_for(owner), model_zip(), filename=filename)
     assert response.status_code == 201, response.content
-    folder = Path(ModelEntry.objects.get(source="upload").reference)
+    entry = ModelEntry.objects.get(source="upload")
     assert sorted(files_under(data_dir)) == [
-        f"media/models/{folder.name}/config.json",
-        f"media/models/{folder.name}/model.safetensors",
+        f"inputs/{entry.archive_sha256}/model/config.json",
+        f"inputs/{entry.archive_sha256}/model/model.safetensors",
+        f"media/{entry.archive.name}",
     ]
+    assert Path(entry.archive.name).parent.parent.as_posix() == "models"
+    assert len(Path(entry.archive.name).parent.name) == 32 and Path(entry.archive.name).name == "model.zip"
 
 
 # --- request limits: form fields, file count, truncated bodies, streaming cap ---------------

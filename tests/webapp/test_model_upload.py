@@ -24,6 +24,7 @@ from tests.webapp.helpers import (
     safetensors_bytes,
 )
 from webapp.catalog.models import ModelEntry
+from webapp.catalog.storage import StoredInput
 
 pytestmark = pytest.mark.django_db
 
@@ -97,13 +98,19 @@ def test_real_hf_model_upload_is_201(owner, team, data_dir, tiny_bert_zip, setti
     assert (entry.team, entry.name, entry.format, entry.task, entry.source) == (
         team, "tiny bert", "hf", "feature-extraction", "upload"
     )  # fmt: skip
-    folder = Path(entry.reference)
-    assert folder.parent == Path(settings.MEDIA_ROOT).resolve() / "models"
+    # Stored as a zip through the storage API, named by a storage reference; the checked folder is this
+    # host's cached copy (workers fetch their own through the storage API).
+    stored = StoredInput.parse(entry.reference)
+    assert stored.name == entry.archive.name and stored.sha256 == entry.archive_sha256
+    assert Path(stored.name).parent.parent.as_posix() == "models" and Path(stored.name).name == "model.zip"
+    folder = data_dir / "inputs" / stored.sha256 / "model"
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
     assert entry.sha256 == sha256_path(folder) == body["sha256"]
     assert entry.size_bytes == body["size_bytes"] > 0
-    # Only the extracted folder was written (the temporary upload is gone).
-    assert all(name.startswith(f"media/models/{folder.name}/") for name in files_under(data_dir))
+    # Only the archive and the cached folder were written (the temporary upload is gone).
+    assert files_under(data_dir) == sorted(
+        [f"media/{stored.name}", *(f"inputs/{stored.sha256}/model/{p.name}" for p in folder.iterdir())]
+    )
 
 
 def test_uploaded_model_can_be_optimized(owner, tiny_bert_zip):

@@ -202,7 +202,9 @@ def _download(stored: StoredInput, destination: Path, max_bytes: int, storage: S
     except Exception as error:  # OSError on disk; backends raise their own (botocore's ClientError)
         raise StoredInputError(f"the stored {stored.kind} {stored.name} cannot be read: {error}") from None
     if declared > max_bytes:
-        raise StoredInputError(f"the stored {stored.kind} {stored.name} has {declared} bytes, over the {max_bytes} limit")
+        raise StoredInputError(
+            f"the stored {stored.kind} {stored.name} has {declared} bytes, over the {max_bytes} limit"
+        )
     digest = hashlib.sha256()
     received = 0
     with storage.open(stored.name, "rb") as source, open(destination, "xb") as sink:
@@ -234,7 +236,7 @@ def _publish(source: Path, target: Path) -> None:
         if source.is_dir():
             os.rename(source, target)  # fails if ``target`` exists: never replaces a cached folder
         else:
-            os.link(source, target)  # atomic and never replaces either; the temporary name goes with its folder
+            os.replace(source, target)  # atomic; an existing copy has the same verified bytes
     except FileExistsError:
         pass
     except OSError:

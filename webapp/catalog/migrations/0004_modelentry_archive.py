@@ -47,9 +47,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="modelentry",
             name="archive",
-            field=models.FileField(
-                blank=True, max_length=500, upload_to=webapp.catalog.models.model_archive_upload_to
-            ),
+            field=models.FileField(blank=True, max_length=500, upload_to=webapp.catalog.models.model_archive_upload_to),
         ),
         migrations.AddField(
             model_name="modelentry",
