@@ -120,6 +120,9 @@ def s3_storage(environ: Mapping[str, str] | None = None) -> dict[str, Any] | Non
         "default_acl": None,  # the bucket's own policy (private)
         "querystring_auth": True,  # never public URLs, should anything ask for one
         "file_overwrite": False,  # a second artifact with the same name gets a new name, like on disk
+        # django-storages reads an object into a SpooledTemporaryFile; its default (0) never spills to
+        # disk, so a worker fetching a multi-GB model archive would hold all of it in memory.
+        "max_memory_size": 64 * 1024**2,
         "use_ssl": _bool(environ, "INFEROPT_S3_USE_SSL", True),
         "verify": _bool(environ, "INFEROPT_S3_VERIFY_SSL", True),
     }

@@ -273,6 +273,7 @@ def test_s3_storage_options():
     assert (options["bucket_name"], options["location"], options["endpoint_url"]) == ("b", "team-a", None)
     assert (options["access_key"], options["secret_key"], options["default_acl"]) == (None, None, None)
     assert options["file_overwrite"] is False
+    assert options["max_memory_size"] == 64 * 1024**2  # large objects spill to a temporary file when read
     with pytest.raises(DeploymentConfigError, match="both"):
         s3_storage({"INFEROPT_S3_BUCKET": "b", "INFEROPT_S3_ACCESS_KEY_ID": "only-the-id"})
 
