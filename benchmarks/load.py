@@ -305,11 +305,16 @@ def setup_django(env: dict[str, str]) -> None:
 
 
 def populate(users: int, password: str) -> tuple[list[str], str]:
-    """One team with ``users`` members (one password hash for all: hashing is slow on purpose) and an API token."""
+    """One team with ``users`` members (one password hash for all: hashing is slow on purpose), an API token,
+    and the demo catalogue entries with their fingerprints, as ``make run``'s ``setup_demo`` leaves them (else the
+    first submission hashes the demo models inside a request)."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.hashers import make_password
 
     from webapp.accounts.models import ApiToken, Membership, Team
+    from webapp.catalog.services import ensure_demo_models
+
+    ensure_demo_models()
 
     team = Team.objects.create(name=TEAM)
     hashed = make_password(password)
@@ -394,10 +399,12 @@ class Browser:
 
 
 def run_user(browser: Browser, username: str, password: str, start_delay: float, signed_in: list[bool]) -> None:
+    """Sign in after ``start_delay``, append the outcome to ``signed_in``, then browse if it worked."""
     if browser.stop.wait(start_delay):
         return
-    if browser.login(username, password):
-        signed_in.append(True)
+    ok = browser.login(username, password)
+    signed_in.append(ok)
+    if ok:
         browser.browse()
 
 
@@ -600,9 +607,12 @@ def run(args: argparse.Namespace) -> int:
             )
             thread.start()
             threads.append(thread)
-        time.sleep(args.ramp + 2.0)
-        if len(signed_in) != len(usernames):
-            print(f"warning: {len(signed_in)} of {len(usernames)} users signed in", flush=True)
+        # Sign-ins hash a password each (slow on purpose): let them all finish before the measured window.
+        deadline = time.monotonic() + args.ramp + 300
+        while len(signed_in) < len(usernames) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if sum(signed_in) != len(usernames):
+            print(f"warning: {sum(signed_in)} of {len(usernames)} users signed in", flush=True)
 
         print(f"submitting {args.jobs} jobs through POST /api/v1/jobs", flush=True)
         window_start = time.monotonic()

@@ -19,8 +19,8 @@ from webapp.fleet.engines import deployment_refusal
 from webapp.fleet.routing import pass_availability
 from webapp.jobs.access import login_or_token_required
 from webapp.jobs.advice import model_advice
-from webapp.jobs.charts import report_figures
 from webapp.jobs.estimates import estimate_recipe
+from webapp.jobs.figure_cache import report_figures
 from webapp.jobs.forms import NewJobForm, SearchJobForm, ServingJobForm
 from webapp.jobs.models import Artifact, Job
 from webapp.jobs.results import build_results
@@ -113,7 +113,8 @@ def job_detail(request, pk: int):
         "results": results,
         "search": search,
         "serving": serving,
-        "figures": report_figures(results.report) if results and results.report.variants else None,
+        # Memoised by the report's content: building plotly figures was most of this page's time.
+        "figures": report_figures(job.report, results.report) if results and results.report.variants else None,
         "artifacts": artifacts,
         "card_artifacts": card_artifacts,
         "recipe_json": json.dumps(job.recipe, indent=2),
