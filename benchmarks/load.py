@@ -671,6 +671,12 @@ def run(args: argparse.Namespace) -> int:
         if keep_folder:
             print(f"logs kept in {folder}")
         return 0 if report.ok else 1
+    except KeyboardInterrupt:
+        keep_folder = False
+        raise
+    except Exception:
+        print(f"logs kept in {folder}", file=sys.stderr)
+        raise
     finally:
         stop.set()
         # Workers first (a finishing task still needs Redis and the database), the broker last.
