@@ -5,6 +5,9 @@ Run by ``scripts/gpu-check.sh`` (``make gpu-check``) after the ``gpu``-marked te
 - PyTorch FP32 / FP16 / BF16 on a small BERT encoder (MiniLM-L6's shape, random weights,
   built from a config, so no download or zoo build), with ``eager`` vs ``sdpa`` attention and
   ``torch.compile``: operator fusion shows up as measured rows;
+- the same kinds of rows through the product's own path: a job benchmark's runtime variants
+  (``benchmark.variants``, ``optimizers.benchmark.variants``) on that encoder saved as a
+  Hugging Face folder with a small local tokenizer, each variant in its own process;
 - 2:4 semi-structured sparsity (``torch.sparse.to_sparse_semi_structured``) on a plain
   FP16 Linear, dense vs sparse;
 - ONNX Runtime CUDA / TensorRT execution providers, if ``onnxruntime-gpu`` is installed;
@@ -12,8 +15,8 @@ Run by ``scripts/gpu-check.sh`` (``make gpu-check``) after the ``gpu``-marked te
 
 Each check that cannot run here (no CUDA, a missing library, a too-old GPU, the time budget)
 is a row that says ``skipped`` and why; the script never fails for a missing library. It
-imports no Django (and no pydantic outside the TensorRT row), so it runs with the GPU
-image's own Python. ``--smoke`` runs a tiny model for a few iterations (used by CI on CPU).
+imports no Django (and pydantic only in the job-variant and TensorRT rows, which skip without
+it), so it runs with the GPU image's own Python. ``--smoke`` runs a tiny model for a few iterations (used by CI on CPU).
 Total time is bounded by ``--budget-s`` (default 420 s).
 """
 
@@ -157,6 +160,93 @@ def _build_encoder(settings: Settings, attention: str, dtype: Any, device: str) 
     torch.manual_seed(0)  # same weights for every variant, so outputs can be compared
     model = AutoModel.from_config(config, attn_implementation=attention)
     return model.eval().to(device=device, dtype=dtype)
+
+
+#: Words for the local WordPiece vocabulary of ``write_random_encoder`` (no tokenizer download).
+_VOCAB_WORDS = (
+    "performance is measured as ratios against the baseline on the same machine in run with each variant timed "
+    "its own process because thread pools keep spinning after a the of and to in for"
+).split()
+
+
+def write_random_encoder(folder: Path, shape: dict[str, int] | None = None) -> Path:
+    """Save a random BERT encoder (MiniLM-L6's shape by default) and a small WordPiece tokenizer to ``folder``.
+
+    A Hugging Face folder the product can load like any uploaded model (``format: hf``,
+    ``feature-extraction``), built from a config with seed 0, so a GPU machine needs no download.
+    """
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    letters = [chr(code) for code in range(ord("a"), ord("z") + 1)] + list("0123456789.,;:!?'-()")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *letters, *(f"##{ch}" for ch in letters)]
+    vocab += [word for word in dict.fromkeys(_VOCAB_WORDS) if word not in vocab]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast(vocab={token: index for index, token in enumerate(vocab)}, do_lower_case=True)
+    tokenizer.save_pretrained(folder)
+    config = BertConfig(vocab_size=len(vocab), max_position_embeddings=512, **(shape or ENCODER))
+    torch.manual_seed(0)
+    BertModel(config).eval().save_pretrained(folder)
+    return folder
+
+
+#: What the job-variant rows ask for, as a recipe would (``benchmark.variants``).
+#: One compiled variant only: each compilation costs a minute of the check's budget.
+JOB_VARIANTS = ["fp16", "bf16", "eager_attention", "sdpa", "fp16+flash_attention", "fp16+torch_compile"]
+
+
+def job_variant_rows(settings: Settings, device: str, budget: Budget, folder: Path) -> list[Row]:
+    """A job benchmark's runtime variants (``measure_runtime_variants``) on the random encoder folder."""
+    label = f"job variants b{settings.batch}×s{settings.seq}"
+    if importlib.util.find_spec("pydantic") is None:
+        return [Row(label, "benchmark.variants", "skipped", note="pydantic not installed (carry its wheel)")]
+    if budget.left() < (60 if settings.smoke else 120):
+        return [Row(label, "benchmark.variants", "skipped", note="time budget")]
+    from optimizers.artifacts import ModelArtifact
+    from optimizers.benchmark.variants import measure_runtime_variants
+    from optimizers.recipe import BenchmarkSettings
+
+    model_dir = write_random_encoder(folder / "encoder", SMOKE_ENCODER if settings.smoke else ENCODER)
+    artifact = ModelArtifact.from_folder(
+        model_dir, name="baseline", format="hf", task="feature-extraction", write_metadata=False
+    )
+    names = ["sdpa", "fp16"] if settings.smoke else JOB_VARIANTS  # smoke: one child, one skip
+    bench = BenchmarkSettings(
+        batch_sizes=[settings.batch],
+        seq_len=settings.seq,
+        warmup=settings.warmup,
+        min_iterations=settings.iterations,
+        min_seconds=0.5 if not settings.smoke else 0.0,
+        variants=names,
+    )
+    reports = measure_runtime_variants(artifact, bench, timeout_s=max(budget.left(), 60))
+    key = str(settings.batch)
+    p50 = {report.name: report.benchmark[key].p50_ms for report in reports if key in report.benchmark}
+    if device != "cuda":  # CPU rows are against the baseline's own eager run: time it here too
+        from optimizers.benchmark.isolated import benchmark_isolated
+
+        stats, _ = benchmark_isolated(artifact, bench.model_copy(update={"variants": []}))
+        p50["baseline"] = stats[key].p50_ms
+        rows = [Row(label, "baseline (default attention)", p50_ms=p50["baseline"], ratio=1.0, note="cpu")]
+    else:
+        rows = []
+    for report in reports:
+        if report.status != "measured":
+            rows.append(Row(label, report.name, report.status, note=report.reason[:160]))
+            continue
+        reference = p50.get(report.reference)
+        ms = report.benchmark[key].p50_ms
+        notes = [report.device.split(":", 1)[0], f"vs {report.reference}"]
+        if report.cosine_to_fp32 is not None:
+            notes.append(f"cosine to fp32 {report.cosine_to_fp32:.5f}")
+        if report.first_call_s is not None and "torch_compile" in report.name:
+            notes.append(f"first call {report.first_call_s:.1f} s")
+        rows.append(
+            Row(label, report.name, p50_ms=ms, ratio=reference / ms if reference else None, note=", ".join(notes))
+        )
+    return rows
 
 
 def encoder_rows(settings: Settings, device: str, budget: Budget) -> list[Row]:
@@ -414,6 +504,7 @@ def run(settings: Settings) -> tuple[list[Row], str]:
         folder = Path(temp)
         for section in (
             lambda: encoder_rows(settings, device, budget),
+            lambda: job_variant_rows(settings, device, budget, folder / "jobs"),
             lambda: sparsity_rows(settings, device, budget),
             lambda: onnxruntime_rows(settings, device, budget, folder / "ort"),
             lambda: tensorrt_rows(settings, device, budget, folder / "trt"),
@@ -422,6 +513,7 @@ def run(settings: Settings) -> tuple[list[Row], str]:
             try:
                 (folder / "ort").mkdir(exist_ok=True)
                 (folder / "trt").mkdir(exist_ok=True)
+                (folder / "jobs").mkdir(exist_ok=True)
                 rows += section()
             except Exception as error:  # one broken check must not hide the others
                 traceback.print_exc()

@@ -150,7 +150,17 @@ def run_recipe(
         report_row = _variant_report(artifact, variant_metrics, measured.stats, measured.info)
         report_row.generation = measured.generation
         report_row.generations = generations[number]
+        if measured.notes:  # e.g. batch sizes outside a TensorRT engine's optimization profile
+            report_row.details["notes"] = [*report_row.details.get("notes", []), *measured.notes]
         reports.append(report_row)
+    runtime_variants = []
+    if settings.variants:
+        reporter.check_cancelled()
+        percent = _STEPS_SHARE + _EVAL_SHARE + _BENCH_SHARE * len(variants) / (len(variants) + 1)
+        reporter.progress("benchmark", percent, f"timing runtime variants of {baseline.name}")
+        from optimizers.benchmark.variants import measure_runtime_variants
+
+        runtime_variants = measure_runtime_variants(baseline, settings, log=reporter.log)
     timings["benchmark_s"] = time.perf_counter() - phase
 
     for artifact, variant in zip(variants[1:], reports[1:], strict=True):
@@ -167,6 +177,7 @@ def run_recipe(
         gate=gate,
         profile=profile.model_dump() if profile else None,
         environment=_environment(settings.model_dump(), quick),
+        runtime_variants=runtime_variants,
         timings=timings,
     )
     (out_dir / "report.json").write_text(report.model_dump_json(indent=2))

@@ -40,6 +40,19 @@ class BenchmarkSettings(BaseModel):
     min_iterations: int = Field(10, ge=1, le=1_000_000)
     min_seconds: float = Field(10.0, ge=0.0, le=3600.0)
     threads: int | None = Field(None, ge=1, le=1024)
+    #: Runtime variants of the baseline timed as extra rows (``optimizers.benchmark.variants``):
+    #: e.g. ``[fp16, bf16, sdpa, eager_attention, flash_attention, torch_compile, fp16+torch_compile]``.
+    variants: list[str] = Field(default_factory=list, max_length=16)
+
+    @field_validator("variants")
+    @classmethod
+    def _known_variants(cls, value: list[str]) -> list[str]:
+        from optimizers.benchmark.variants import parse_variants
+
+        try:
+            return [variant.name for variant in parse_variants(value)]
+        except RecipeError as error:
+            raise ValueError(str(error)) from None
 
     @field_validator("batch_sizes")
     @classmethod

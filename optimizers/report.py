@@ -110,6 +110,29 @@ class VariantReport(BaseModel):
     gate: GateReport | None = None
 
 
+class RuntimeVariantReport(BaseModel):
+    """One runtime variant of the baseline (``benchmark.variants``): same model, other runtime settings.
+
+    ``status``: ``measured`` (``benchmark`` holds its rows), ``skipped`` or ``failed`` (``reason``
+    says why). ``reference`` names the row its speedup is against: ``baseline`` (the report's
+    first variant, same CPU) or ``fp32`` (the FP32 runtime variant on the same GPU).
+    """
+
+    name: str
+    description: str = ""
+    of_variant: str = ""
+    status: Literal["measured", "skipped", "failed"]
+    reason: str = ""
+    device: str = ""
+    reference: str = "baseline"
+    benchmark: dict[str, LatencyStats] = Field(default_factory=dict)
+    benchmark_info: BenchmarkInfo | None = None
+    #: Seconds of the first call (with torch.compile: mostly compilation).
+    first_call_s: float | None = None
+    #: Cosine of the mean-pooled output to FP32 eager on the CPU (first batch size).
+    cosine_to_fp32: float | None = None
+
+
 class Report(BaseModel):
     model: str
     task: str
@@ -119,6 +142,8 @@ class Report(BaseModel):
     #: Baseline profile (``optimizers.profiling.Profile`` as a dict) when the recipe asked for one.
     profile: dict[str, Any] | None = None
     environment: dict[str, Any] = Field(default_factory=dict)
+    #: Runtime variants of the baseline (``benchmark.variants``), in the order asked for.
+    runtime_variants: list[RuntimeVariantReport] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict)
 
     @property

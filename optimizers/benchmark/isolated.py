@@ -54,6 +54,8 @@ class Measurement(NamedTuple):
     stats: dict[str, LatencyStats]
     info: BenchmarkInfo
     generation: GenerationStats | None = None
+    #: Plain sentences for the report (e.g. batch sizes a TensorRT engine's profile cannot run).
+    notes: tuple[str, ...] = ()
 
 
 def measure_isolated(artifact: ModelArtifact, settings: BenchmarkSettings, *, timeout_s: float = 3600.0) -> Measurement:
@@ -62,7 +64,7 @@ def measure_isolated(artifact: ModelArtifact, settings: BenchmarkSettings, *, ti
     data = _run_child("benchmark", payload, label=artifact.name, timeout_s=timeout_s)
     stats = {key: LatencyStats.model_validate(value) for key, value in data["stats"].items()}
     generation = GenerationStats.model_validate(data["generation"]) if data.get("generation") else None
-    return Measurement(stats, BenchmarkInfo.model_validate(data["info"]), generation)
+    return Measurement(stats, BenchmarkInfo.model_validate(data["info"]), generation, tuple(data.get("notes") or ()))
 
 
 def benchmark_isolated(
@@ -82,7 +84,22 @@ def profile_isolated(artifact: ModelArtifact, *, batch_size: int, seq_len: int, 
 
 
 def measure(artifact: ModelArtifact, settings: BenchmarkSettings) -> Measurement:
-    """Time ``artifact`` in this process with the benchmark for its task."""
+    """Time ``artifact`` in this process with the benchmark for its task.
+
+    A TensorRT engine is timed only at the batch sizes its optimization profile accepts
+    (``tensorrt_build.clamp_batch_sizes``); the dropped ones are named in ``notes``.
+    """
+    notes: tuple[str, ...] = ()
+    if artifact.format == "tensorrt":
+        from optimizers.passes.tensorrt_build import clamp_batch_sizes
+        from optimizers.runtimes.tensorrt_gpu import engine_metadata_of
+
+        batch_sizes, notes = clamp_batch_sizes(settings.batch_sizes, engine_metadata_of(artifact))
+        settings = settings.model_copy(update={"batch_sizes": batch_sizes})
+    return _measure_task(artifact, settings)._replace(notes=tuple(notes))
+
+
+def _measure_task(artifact: ModelArtifact, settings: BenchmarkSettings) -> Measurement:
     if artifact.task == "feature-extraction":
         from optimizers.benchmark.encoder import measure_encoder
 
@@ -116,8 +133,15 @@ def main(argv: list[str]) -> int:
         profile = profile_artifact(artifact, batch_size=request["batch_size"], seq_len=request["seq_len"])
         result_path.write_text(profile.model_dump_json())
         return 0
-    stats, info, generation = measure(artifact, BenchmarkSettings.model_validate(request["settings"]))
-    result = {"stats": {k: v.model_dump() for k, v in stats.items()}, "info": info.model_dump()}
+    if request.get("kind") == "runtime_variant":
+        from optimizers.benchmark.variants import measure_variant_here
+
+        settings = BenchmarkSettings.model_validate(request["settings"])
+        result = measure_variant_here(artifact, settings, request["variant"], request["device"])
+        result_path.write_text(json.dumps(result))
+        return 0
+    stats, info, generation, notes = measure(artifact, BenchmarkSettings.model_validate(request["settings"]))
+    result = {"stats": {k: v.model_dump() for k, v in stats.items()}, "info": info.model_dump(), "notes": list(notes)}
     if generation is not None:
         result["generation"] = generation.model_dump()
     result_path.write_text(json.dumps(result))

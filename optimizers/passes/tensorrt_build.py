@@ -15,7 +15,8 @@ never executed. What *is* tested here are the pure parts this module exposes:
   leaves out get the defaults (batch 1/8/32, sequence 1/seq_len/max_seq_len);
 - ``engine_metadata`` / ``portability_problem``: what an engine records about where it was
   built (GPU name, compute capability, TensorRT and CUDA versions) and the check that
-  refuses to benchmark or deploy it on another GPU (engines are not portable).
+  refuses to benchmark or deploy it on another GPU (engines are not portable);
+- ``clamp_batch_sizes``: the benchmark's batch sweep kept within the engine's profile.
 
 An engine artifact is a folder: ``model.engine`` (the serialized plan), ``engine.json``
 (``engine_metadata``) and the tokenizer files of its input.
@@ -244,6 +245,52 @@ def portability_problem(
 
 def _normalise(name: str) -> str:
     return " ".join(name.lower().split())
+
+
+def profile_batch_range(metadata: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The batch sizes (axis 0) every input of the engine's optimization profile accepts: ``(min, max)``.
+
+    The intersection over inputs (an engine runs a batch only if every input's profile allows
+    it); None when ``metadata`` records no profile, ``ValueError`` when the inputs' ranges do not
+    overlap (such an engine could run no batch at all).
+    """
+    profile = metadata.get("profile") or {}
+    if not profile:
+        return None
+    low = max(int(shape["min"][0]) for shape in profile.values())
+    high = min(int(shape["max"][0]) for shape in profile.values())
+    if low > high:
+        raise ValueError(f"the engine's optimization profile allows no batch size (inputs need ≥ {low} and ≤ {high})")
+    return low, high
+
+
+def clamp_batch_sizes(batch_sizes: Sequence[int], metadata: Mapping[str, Any]) -> tuple[list[int], list[str]]:
+    """Keep the benchmark batch sizes a TensorRT engine's optimization profile accepts.
+
+    Returns ``(batch sizes to time, notes)``: batch sizes outside the profile's ``[min, max]``
+    are dropped with a note for the report (the engine cannot run them; timing them would
+    only fail). If none is left, the profile's ``opt`` batch is timed instead, and the note
+    says so. Without a recorded profile the sizes are returned unchanged.
+    """
+    bounds = profile_batch_range(metadata)
+    if bounds is None:
+        return list(batch_sizes), []
+    low, high = bounds
+    kept = [size for size in batch_sizes if low <= size <= high]
+    dropped = [size for size in batch_sizes if not low <= size <= high]
+    notes = []
+    if dropped:
+        sizes = ", ".join(str(size) for size in dropped)
+        notes.append(
+            f"batch size{'s' if len(dropped) > 1 else ''} {sizes} not timed: outside the TensorRT engine's "
+            f"optimization profile (batch {low} to {high}); rebuild the engine with a wider profile to time them"
+        )
+    if not kept:
+        opts = [int(shape["opt"][0]) for shape in (metadata.get("profile") or {}).values()]
+        fallback = min(max(max(opts, default=low), low), high)
+        kept = [fallback]
+        notes.append(f"timed at the profile's optimal batch size {fallback} instead")
+    return kept, notes
 
 
 # ---------------------------------------------------------------------------------------------

@@ -127,9 +127,28 @@ class PassListView(APIView):
                 "tasks": serializers.ListField(child=serializers.CharField()),
                 "requires": serializers.DictField(),
                 "config_schema": serializers.DictField(),
+                "available": serializers.BooleanField(
+                    help_text="Whether some live worker can run it now (a job using it would be accepted)."
+                ),
+                "unavailable_reason": serializers.CharField(
+                    help_text="Why no live worker can run it (empty when available)."
+                ),
             },
             many=True,
         ),
     )
     def get(self, request):
-        return Response([technique.describe() for technique in all_passes()])
+        from webapp.fleet.routing import pass_availability
+
+        passes = [technique.describe() for technique in all_passes()]
+        unavailable = pass_availability(info["name"] for info in passes)
+        return Response(
+            [
+                {
+                    **info,
+                    "available": info["name"] not in unavailable,
+                    "unavailable_reason": unavailable.get(info["name"], ""),
+                }
+                for info in passes
+            ]
+        )

@@ -26,6 +26,7 @@ from django.db import DatabaseError, transaction
 from optimizers.capabilities import StepNeed, WorkerView, choose_queue
 from optimizers.errors import RecipeError
 from optimizers.passes import get_pass
+from optimizers.passes.base import Requirements
 from webapp.fleet.models import WorkerNode
 
 logger = logging.getLogger(__name__)
@@ -74,13 +75,24 @@ def _static_refusal(need: StepNeed) -> str | None:
     return None
 
 
-def route_steps(pass_names: Sequence[str], static_queue: Callable[[], str], workers=None) -> str:
+#: Routing's name for the benchmark's GPU-only runtime variants (fp16/bf16/flash attention).
+GPU_VARIANTS_NEED = "benchmark variants (half precision)"
+
+
+def route_steps(
+    pass_names: Sequence[str], static_queue: Callable[[], str], workers=None, *, prefers_gpu: bool = False
+) -> str:
     """The queue for a job running ``pass_names`` on one worker; ``RoutingError`` if none can.
 
     ``static_queue()`` gives the queue when no worker is live (see the module docstring).
-    ``workers`` (a list of ``WorkerView``) defaults to the live registry.
+    ``workers`` (a list of ``WorkerView``) defaults to the live registry. ``prefers_gpu``: the
+    recipe's benchmark asks for GPU-only runtime variants (``benchmark.variants``: fp16, bf16,
+    flash attention): a live GPU worker that can run the steps is preferred, and a CPU-only
+    fleet still runs the job (those rows are then reported as skipped, with the reason).
     """
     needs = [step_need(name) for name in dict.fromkeys(pass_names)]
+    if prefers_gpu:
+        needs.append(StepNeed(pass_name=GPU_VARIANTS_NEED, requires=Requirements(prefers_gpu=True)))
     workers = live_workers() if workers is None else workers
     if not workers:
         problems = [problem for problem in map(_static_refusal, needs) if problem]

@@ -198,6 +198,18 @@ def parse_gate(text: str) -> list[dict[str, Any]] | None:
     return rules or None
 
 
+#: ``benchmark.variants`` the new-job form offers (see ``optimizers.benchmark.variants``).
+BENCHMARK_VARIANT_CHOICES = [
+    ("fp16", "FP16 on the GPU"),
+    ("bf16", "BF16 on the GPU"),
+    ("eager_attention", "eager attention"),
+    ("sdpa", "SDPA attention"),
+    ("fp16+flash_attention", "flash attention 2 (FP16, GPU)"),
+    ("torch_compile", "torch.compile"),
+    ("fp16+torch_compile", "FP16 + torch.compile (GPU)"),
+]
+
+
 class NewJobForm(forms.Form):
     team = forms.ModelChoiceField(queryset=None, empty_label=None)
     model = forms.ModelChoiceField(queryset=None, empty_label=None)
@@ -207,6 +219,15 @@ class NewJobForm(forms.Form):
     name = forms.CharField(max_length=200, required=False, help_text="Optional; generated from the steps if empty.")
     batch_sizes = forms.CharField(initial="1,8", label="Benchmark batch sizes", help_text="Comma-separated.")
     seq_len = forms.IntegerField(initial=128, label="Sequence length", widget=forms.NumberInput(attrs={"min": 1}))
+    benchmark_variants = forms.MultipleChoiceField(
+        required=False,
+        label="Runtime variants of the baseline",
+        choices=BENCHMARK_VARIANT_CHOICES,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Extra benchmark rows for the PyTorch baseline (same model, other runtime settings). "
+        "FP16, BF16 and flash attention need a GPU worker (the job prefers one) and are reported as "
+        "skipped elsewhere; SDPA vs eager attention and torch.compile also run on a CPU.",
+    )
     evaluation_samples = forms.IntegerField(
         required=False,
         initial=256,
@@ -307,6 +328,8 @@ class NewJobForm(forms.Form):
             "evaluation": {"max_samples": data.get("evaluation_samples") or 256},
             "profile": bool(data.get("profile")),
         }
+        if data.get("benchmark_variants"):
+            recipe["benchmark"]["variants"] = list(data["benchmark_variants"])
         if data.get("gate"):
             recipe["gate"] = data["gate"]
         return recipe
@@ -317,6 +340,19 @@ DEFAULT_SEARCH_AXES = """\
 - [none, {pass: onnx_export}]
 - [none, {pass: ort_quantize_dynamic, per_channel: true}, {pass: ort_quantize_dynamic, per_channel: false}]
 """
+
+
+def axis_pass_names(axes: list[Any]) -> list[str]:
+    """Every pass name the search axes mention (options: ``none``, a step, or a list of steps)."""
+    names = []
+    for axis in axes:
+        for option in axis if isinstance(axis, list) else []:
+            for step in option if isinstance(option, list) else [option]:
+                if isinstance(step, dict) and isinstance(step.get("pass"), str):
+                    names.append(step["pass"])
+                elif isinstance(step, str) and step.lower() != "none":
+                    names.append(step)
+    return names
 
 
 class SearchJobForm(forms.Form):
@@ -339,10 +375,24 @@ class SearchJobForm(forms.Form):
     batch_sizes = forms.CharField(initial="1", label="Benchmark batch sizes", help_text="Comma-separated.")
     seq_len = forms.IntegerField(initial=128, label="Sequence length", widget=forms.NumberInput(attrs={"min": 1}))
 
-    def __init__(self, *args, user, **kwargs):
+    def __init__(
+        self,
+        *args,
+        user,
+        passes: list[dict[str, Any]] | None = None,
+        unavailable: dict[str, str] | None = None,
+        **kwargs,
+    ):
+        """``passes``: the techniques the page lists; ``unavailable``: pass name → why no live worker can run it.
+
+        Those techniques are shown disabled, and axes that name one are refused (like the
+        new-job form's disabled checkboxes), so a search never queues work nobody can run.
+        """
         super().__init__(*args, **kwargs)
         self.fields["team"].queryset = teams_of(user)
         self.fields["model"].queryset = ModelEntry.objects.visible_to(user)
+        self.unavailable = dict(unavailable or {})
+        self.techniques = [{**info, "unavailable": self.unavailable.get(info["name"], "")} for info in passes or []]
 
     def clean_axes(self) -> list[Any]:
         import yaml
@@ -353,6 +403,9 @@ class SearchJobForm(forms.Form):
             raise forms.ValidationError(f"not valid YAML: {error}") from None
         if not isinstance(axes, list) or not axes or not all(isinstance(axis, list) and axis for axis in axes):
             raise forms.ValidationError("give a list of axes, each a non-empty list of options")
+        refused = [name for name in dict.fromkeys(axis_pass_names(axes)) if name in self.unavailable]
+        if refused:
+            raise forms.ValidationError([f"{name} is not available: {self.unavailable[name]}" for name in refused])
         return axes
 
     def clean_batch_sizes(self) -> list[int]:

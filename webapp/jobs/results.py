@@ -103,6 +103,50 @@ class GenerationRow:
 
 
 @dataclass
+class RuntimeVariantRow:
+    """One runtime variant of the baseline (``report.runtime_variants``) as the benchmark table shows it."""
+
+    name: str
+    description: str
+    status: str
+    reason: str
+    device: str
+    runtime: str
+    reference: str
+    benchmark: list[LatencyStats] = field(default_factory=list)
+    #: (batch size, reference p50 / this row's p50), the reference on the same device.
+    speedups: list[tuple[int, float]] = field(default_factory=list)
+    first_call_s: float | None = None
+    cosine_to_fp32: float | None = None
+
+
+def runtime_variant_rows(report: Report) -> list[RuntimeVariantRow]:
+    """Rows for the runtime-variants table: speedups against ``reference`` (the baseline, or FP32 on the GPU)."""
+    by_name = {variant.name: variant for variant in report.runtime_variants}
+    baseline = report.variants[0].benchmark if report.variants else {}
+    rows = []
+    for variant in report.runtime_variants:
+        reference = by_name.get(variant.reference)
+        reference_stats = reference.benchmark if reference is not None else baseline
+        rows.append(
+            RuntimeVariantRow(
+                name=variant.name,
+                description=variant.description,
+                status=variant.status,
+                reason=variant.reason,
+                device=variant.device,
+                runtime=variant.benchmark_info.runtime if variant.benchmark_info else "",
+                reference=variant.reference,
+                benchmark=[variant.benchmark[key] for key in sorted(variant.benchmark, key=int)],
+                speedups=speedups(reference_stats, variant.benchmark) if variant.status == "measured" else [],
+                first_call_s=variant.first_call_s,
+                cosine_to_fp32=variant.cosine_to_fp32,
+            )
+        )
+    return rows
+
+
+@dataclass
 class Results:
     report: Report
     outcome: str | None
@@ -110,6 +154,7 @@ class Results:
     gate_rows: list[GateRow]
     variants: list[VariantRow]
     generations: list[GenerationRow] = field(default_factory=list)
+    runtime_variants: list[RuntimeVariantRow] = field(default_factory=list)
 
     @property
     def has_details(self) -> bool:
@@ -163,4 +208,5 @@ def build_results(raw: dict[str, Any] | None) -> Results | None:
         gate_rows=[GateRow(rule) for rule in gate.rules] if gate else [],
         variants=variants,
         generations=generations,
+        runtime_variants=runtime_variant_rows(report),
     )

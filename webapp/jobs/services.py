@@ -44,9 +44,18 @@ def queue_for(recipe: Recipe) -> str:
     requirements = [get_pass(step.pass_name).requires for step in recipe.steps]
     if any(requirement.device == "cuda" for requirement in requirements):
         return GPU_QUEUE
-    if settings.INFEROPT_GPU_QUEUE_ENABLED and any(requirement.prefers_gpu for requirement in requirements):
+    prefers_gpu = any(requirement.prefers_gpu for requirement in requirements) or _variants_want_gpu(recipe)
+    if settings.INFEROPT_GPU_QUEUE_ENABLED and prefers_gpu:
         return GPU_QUEUE
     return CPU_QUEUE
+
+
+def _variants_want_gpu(recipe) -> bool:
+    """The recipe's benchmark asks for runtime variants that run only on a GPU (fp16, bf16, flash attention)."""
+    from optimizers.benchmark.variants import wants_gpu
+
+    benchmark = getattr(recipe, "benchmark", None)
+    return wants_gpu(list(getattr(benchmark, "variants", None) or []))
 
 
 def route_recipe(recipe) -> str:
@@ -57,7 +66,11 @@ def route_recipe(recipe) -> str:
     """
     from webapp.fleet.routing import route_steps
 
-    return route_steps([step.pass_name for step in recipe.steps], static_queue=lambda: queue_for(recipe))
+    return route_steps(
+        [step.pass_name for step in recipe.steps],
+        static_queue=lambda: queue_for(recipe),
+        prefers_gpu=_variants_want_gpu(recipe),
+    )
 
 
 def default_job_name(model_entry, recipe: Recipe) -> str:

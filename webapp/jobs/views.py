@@ -207,7 +207,11 @@ def job_new_search(request):
     initial = {}
     if request.method == "GET" and (model_id := request.GET.get("model", "")).isdigit():
         initial["model"] = int(model_id)
-    form = SearchJobForm(request.POST or None, user=request.user, initial=initial)
+    passes = [technique.describe() for technique in all_passes()]
+    unavailable = pass_availability(info["name"] for info in passes)
+    form = SearchJobForm(
+        request.POST or None, user=request.user, initial=initial, passes=passes, unavailable=unavailable
+    )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
