@@ -85,6 +85,10 @@ class LatencyRow(BaseModel):
     kind: str
     requests: int
     errors: int
+    #: ``{"HTTP 500": n, "ReadTimeout": n, ...}``
+    error_reasons: dict[str, int]
+    #: GETs sent again after the server closed the kept-alive connection they reused, as browsers do.
+    retries: int
     p50_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
@@ -122,6 +126,8 @@ class LoadReport(BaseModel):
     load_average_after: list[float]
     measured_seconds: float
     pages_per_second: float
+    #: CPU seconds each part used during the measured window (this script = the simulated users' load generator).
+    cpu_seconds: dict[str, float]
     pages: list[LatencyRow]
     other: list[LatencyRow]
     target_p95_ms: float
@@ -133,18 +139,21 @@ class LoadReport(BaseModel):
 # --- latency samples -------------------------------------------------------------------------------
 
 
+Sample = tuple[str, float, float, str, bool]
+
+
 @dataclass
 class Samples:
-    """Thread-safe (kind, start time, ms, ok) samples from every simulated user."""
+    """Thread-safe samples from every simulated user: (kind, start time, ms, error or "", retried)."""
 
-    rows: list[tuple[str, float, float, bool]] = field(default_factory=list)
+    rows: list[Sample] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, kind: str, started: float, ms: float, ok: bool) -> None:
+    def add(self, kind: str, started: float, error: str = "", retried: bool = False) -> None:
         with self.lock:
-            self.rows.append((kind, started, ms, ok))
+            self.rows.append((kind, started, (time.monotonic() - started) * 1000, error, retried))
 
-    def between(self, start: float, end: float) -> list[tuple[str, float, float, bool]]:
+    def between(self, start: float, end: float) -> list[Sample]:
         with self.lock:
             return [row for row in self.rows if start <= row[1] <= end]
 
@@ -158,12 +167,15 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[int(rank) - 1]
 
 
-def latency_row(kind: str, rows: list[tuple[str, float, float, bool]]) -> LatencyRow:
-    times = [ms for _, _, ms, ok in rows if ok]
+def latency_row(kind: str, rows: list[Sample]) -> LatencyRow:
+    times = [ms for _, _, ms, error, _ in rows if not error]
+    reasons = Counter(error for _, _, _, error, _ in rows if error)
     return LatencyRow(
         kind=kind,
         requests=len(rows),
-        errors=sum(1 for *_, ok in rows if not ok),
+        errors=sum(reasons.values()),
+        error_reasons=dict(reasons),
+        retries=sum(1 for *_, retried in rows if retried),
         p50_ms=percentile(times, 50),
         p95_ms=percentile(times, 95),
         p99_ms=percentile(times, 99),
@@ -178,6 +190,32 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def group_cpu_seconds(process_group: int) -> float:
+    """CPU seconds used by the live processes of a process group, with the children they have waited for."""
+    total_ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # exited meanwhile
+        # After the command name: state, ppid, pgrp, ..., utime (12th), stime, cutime, cstime.
+        if int(fields[2]) == process_group:
+            total_ticks += sum(int(value) for value in fields[11:15])
+    return total_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(services: list[Service]) -> dict[str, float]:
+    """CPU seconds so far: gunicorn, the Celery workers (with their benchmark subprocesses), this script."""
+    workers = [service for service in services if service.name.startswith("celery")]
+    web = [service for service in services if service.name == "gunicorn"]
+    own = os.times()
+    return {
+        "gunicorn": sum(group_cpu_seconds(service.process.pid) for service in web),
+        "celery workers": sum(group_cpu_seconds(service.process.pid) for service in workers),
+        "load generator": own.user + own.system,
+    }
 
 
 @dataclass
@@ -342,18 +380,30 @@ class Browser:
         self.random = random.Random(seed)
         self.session = requests.Session()
 
+    def send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        url = self.base_url + path
+        return self.session.request(method, url, timeout=REQUEST_TIMEOUT_S, allow_redirects=False, **kwargs)
+
     def request(self, kind: str, method: str, path: str, expect: int, **kwargs: Any) -> requests.Response | None:
+        """One timed request; the response when its status is ``expect``, else None (counted as an error)."""
         started = time.monotonic()
+        retried = False
         try:
-            response = self.session.request(
-                method, self.base_url + path, timeout=REQUEST_TIMEOUT_S, allow_redirects=False, **kwargs
-            )
-        except requests.RequestException:
-            self.samples.add(kind, started, (time.monotonic() - started) * 1000, False)
+            try:
+                response = self.send(method, path, **kwargs)
+            except requests.ConnectionError:
+                if method != "GET":
+                    raise
+                # gunicorn closes a connection idle for 2 s (its keep-alive) and may do so just as we reuse it:
+                # browsers send such a GET again on a new connection, and so do we (counted, timed from the start).
+                retried = True
+                response = self.send(method, path, **kwargs)
+        except requests.RequestException as error:
+            self.samples.add(kind, started, type(error).__name__, retried)
             return None
-        ok = response.status_code == expect
-        self.samples.add(kind, started, (time.monotonic() - started) * 1000, ok)
-        return response if ok else None
+        error = "" if response.status_code == expect else f"HTTP {response.status_code}"
+        self.samples.add(kind, started, error, retried)
+        return None if error else response
 
     def think(self, seconds: float | None = None) -> bool:
         """Wait like a reader; False once the run is over."""
@@ -417,7 +467,7 @@ def submit_jobs(base_url: str, token: str, count: int, samples: Samples) -> list
             body = {**JOB_RECIPE, "name": f"load job {number + 1}", "team": TEAM}
             started = time.monotonic()
             response = session.post(f"{base_url}/api/v1/jobs", json=body, headers=headers, timeout=REQUEST_TIMEOUT_S)
-            samples.add("api submit", started, (time.monotonic() - started) * 1000, response.status_code == 201)
+            samples.add("api submit", started, "" if response.status_code == 201 else f"HTTP {response.status_code}")
             if response.status_code != 201:
                 raise RuntimeError(f"POST /api/v1/jobs answered {response.status_code}: {response.text[:500]}")
             ids.append(int(response.json()["id"]))
@@ -500,16 +550,25 @@ def print_report(report: LoadReport) -> None:
     )
     print(
         f"measured {report.measured_seconds:.0f} s (first submission → every job final), "
-        f"{report.pages_per_second:.1f} pages/s, think time {settings['think'][0]:g}–{settings['think'][1]:g} s\n"
+        f"{report.pages_per_second:.1f} pages/s, think time {settings['think'][0]:g}–{settings['think'][1]:g} s"
     )
-    header = f"{'kind':<13} {'requests':>8} {'errors':>6} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'max ms':>7}"
+    available = report.measured_seconds * report.machine["cpus"]
+    used = ", ".join(f"{part} {seconds:.0f}" for part, seconds in report.cpu_seconds.items())
+    print(f"CPU seconds in that window: {used} (of {available:.0f} on {report.machine['cpus']} CPUs)\n")
+    header = (
+        f"{'kind':<13} {'requests':>8} {'errors':>6} {'retries':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
+        f"{'max ms':>7}"
+    )
     print(header)
     print("-" * len(header))
     for row in [*report.pages, *report.other]:
         print(
-            f"{row.kind:<13} {row.requests:>8} {row.errors:>6} {_ms(row.p50_ms):>7} {_ms(row.p95_ms):>7} "
-            f"{_ms(row.p99_ms):>7} {_ms(row.max_ms):>7}"
+            f"{row.kind:<13} {row.requests:>8} {row.errors:>6} {row.retries:>7} {_ms(row.p50_ms):>7} "
+            f"{_ms(row.p95_ms):>7} {_ms(row.p99_ms):>7} {_ms(row.max_ms):>7}"
         )
+    for row in [*report.pages[:-1], *report.other]:
+        if row.error_reasons:
+            print(f"  {row.kind} errors: " + ", ".join(f"{reason} ×{n}" for reason, n in row.error_reasons.items()))
     overall = next(row for row in report.pages if row.kind == "all pages")
     verdict = "met" if report.target_met else "NOT met"
     print(f"\ntarget p95 ≤ {report.target_p95_ms:.0f} ms over all pages: {verdict} ({_ms(overall.p95_ms)} ms)")
@@ -616,10 +675,12 @@ def run(args: argparse.Namespace) -> int:
 
         print(f"submitting {args.jobs} jobs through POST /api/v1/jobs", flush=True)
         window_start = time.monotonic()
+        cpu_start = cpu_snapshot(services)
         ids = submit_jobs(base_url, token, args.jobs, samples)
         submitted = time.monotonic()
         wait_for_jobs(ids, submitted + args.drain_timeout, workers)
         window_end = time.monotonic()
+        cpu_used = {part: seconds - cpu_start[part] for part, seconds in cpu_snapshot(services).items()}
         stop.set()
         for thread in threads:
             thread.join(timeout=REQUEST_TIMEOUT_S + 5)
@@ -655,6 +716,7 @@ def run(args: argparse.Namespace) -> int:
             load_average_after=list(os.getloadavg()),
             measured_seconds=seconds,
             pages_per_second=overall.requests / seconds if seconds else 0.0,
+            cpu_seconds=cpu_used,
             pages=[*pages, overall],
             other=other,
             target_p95_ms=args.target_p95_ms,
