@@ -11,6 +11,8 @@ Spec (a job's recipe, or YAML for ``run_serving_analysis``)::
     kv_cache: {context_lens: [512, 2048, 8192], batch_size: 1, dtype: float16}
     speculative: {draft: zoo:tiny-lm-draft, max_new_tokens: 48, prompts: 4, prompt_lookup: true}
     kv_quant: {backend: hqq, nbits: [4, 8], context_lens: [128, 512]}
+    continuous_batching: {max_batch: 16, rate_factors: [0.5, 1, 2, 4, 8], requests: 200,
+                          prompt_len: {dist: uniform, low: 16, high: 256}, output_len: {dist: fixed, value: 64}}
 
 What runs depends on the model: image classifiers and text encoders get the
 dynamic batching sweep (in its own process) and, when the final artifact is
@@ -18,7 +20,9 @@ ONNX, a Triton model repository zip configured from the recommendation; causal
 LMs get the KV-cache calculator (MHA/GQA/MQA, sliding window) and the decode
 roofline from the copy bandwidth measured here, plus (Hugging Face models) speculative
 decoding measured against plain greedy (``speculative.py``) and the quantized KV cache measured
-against the default one (``kv_quant.py``; ``enabled: false`` skips either). The result is ``ServingReport``
+against the default one (``kv_quant.py``; ``enabled: false`` skips either), and static vs continuous
+batching estimated by a discrete-event simulation from measured step latencies (``continuous.py``,
+``vllm_benchmark: true`` measures with vLLM where installed with CUDA). The result is ``ServingReport``
 (``serving.json``); ``serving_figure`` turns its sweep into the plotly chart.
 """
 
@@ -35,6 +39,7 @@ from optimizers.errors import RecipeError
 from optimizers.recipe import Step
 from optimizers.resolve import resolve_model
 from optimizers.serving.batching import BatchingRecommendation, BatchingSweep, SweepSettings, curves
+from optimizers.serving.continuous import ContinuousBatchingOptions, ContinuousBatchingReport
 from optimizers.serving.kv_cache import BandwidthProbe, DecodeRoofline, KVCacheRow
 from optimizers.serving.kv_quant import KVQuantOptions, KVQuantReport
 from optimizers.serving.speculative import SpeculativeOptions, SpeculativeReport
@@ -78,6 +83,8 @@ class ServingSpec(BaseModel):
     #: Causal LMs: speculative decoding (draft model, prompt lookup) and KV-cache quantization, measured.
     speculative: SpeculativeOptions = Field(default_factory=SpeculativeOptions)
     kv_quant: KVQuantOptions = Field(default_factory=KVQuantOptions)
+    #: Causal LMs: static vs continuous batching, simulated from measured step latencies (an estimate).
+    continuous_batching: ContinuousBatchingOptions = Field(default_factory=ContinuousBatchingOptions)
 
     @classmethod
     def parse(cls, raw: Any) -> ServingSpec:
@@ -116,6 +123,7 @@ class ServingReport(BaseModel):
     rooflines: list[DecodeRoofline] = Field(default_factory=list)
     speculative: SpeculativeReport | None = None
     kv_quant: KVQuantReport | None = None
+    continuous: ContinuousBatchingReport | None = None
     notes: list[str] = Field(default_factory=list)
 
 
@@ -159,6 +167,7 @@ def run_serving_analysis(
         _kv_cache_part(spec, artifact, report, reporter)
         _speculative_part(spec, artifact, report, reporter, out_dir)
         _kv_quant_part(spec, artifact, report, reporter)
+        _continuous_part(spec, artifact, report, reporter)
     else:
         _batching_part(spec, artifact, report, reporter, out_dir)
     (out_dir / "serving.json").write_text(report.model_dump_json(indent=2))
@@ -241,7 +250,11 @@ def _kv_cache_part(spec: ServingSpec, artifact, report: ServingReport, reporter)
         "Roofline: an upper bound from one-thread copy bandwidth; small models whose weights fit in the "
         "CPU caches can decode faster than it."
     )
-    report.notes.append("Dynamic batching sweeps apply to encoders and classifiers; LLM batching is not measured here.")
+    report.notes.append(
+        "Dynamic batching sweeps apply to encoders and classifiers; LLM batching is "
+        + ("estimated from measured decode steps (continuous batching)." if spec.continuous_batching.enabled
+           else "not measured here.")
+    )  # fmt: skip
 
 
 def _speculative_part(spec: ServingSpec, artifact, report: ServingReport, reporter, out_dir: Path) -> None:
@@ -279,6 +292,18 @@ def _kv_quant_part(spec: ServingSpec, artifact, report: ServingReport, reporter)
     variants = ", ".join(f"int{bits}" for bits in options.nbits)
     reporter.progress("kv-cache quantization", 80.0, f"default cache vs {options.backend} {variants}, own processes")
     report.kv_quant = kv_cache_quantization(artifact, options, on_log=reporter.log)
+
+
+def _continuous_part(spec: ServingSpec, artifact, report: ServingReport, reporter) -> None:
+    from optimizers.errors import PreflightError
+    from optimizers.serving.continuous import analyse_continuous_batching
+
+    if not spec.continuous_batching.enabled:
+        return
+    try:
+        report.continuous = analyse_continuous_batching(artifact, spec.continuous_batching, reporter)
+    except PreflightError as error:
+        report.notes.append(f"No continuous batching estimate: {error}.")
 
 
 def _triton_name(model: str) -> str:

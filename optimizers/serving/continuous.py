@@ -160,9 +160,7 @@ def request_mix(
     prompts = prompt_len.sample(rng, count)
     outputs = output_len.sample(rng, count)
     arrivals = np.zeros(count) if rate_per_s is None else poisson_arrivals(rate_per_s, count, seed=seed)
-    return [
-        Request(index, float(arrivals[index]), int(prompts[index]), int(outputs[index])) for index in range(count)
-    ]
+    return [Request(index, float(arrivals[index]), int(prompts[index]), int(outputs[index])) for index in range(count)]
 
 
 # --- measurement ------------------------------------------------------------------------------------
@@ -283,7 +281,9 @@ def measure_step_latencies(artifact: ModelArtifact, grid: StepGrid) -> StepMeasu
     prefills: list[PrefillPoint] = []
     with torch.inference_mode():
         for context in grid.context_lens:
-            prefilled = model(input_ids=tokens[:, :context], past_key_values=DynamicCache(config=config), use_cache=True)
+            prefilled = model(
+                input_ids=tokens[:, :context], past_key_values=DynamicCache(config=config), use_cache=True
+            )
             base = prefilled.past_key_values
             for batch in grid.batch_sizes:
                 cache = copy.deepcopy(base)
@@ -294,7 +294,9 @@ def measure_step_latencies(artifact: ModelArtifact, grid: StepGrid) -> StepMeasu
                 def step(cache=cache, step_input=step_input) -> None:
                     model(input_ids=step_input, past_key_values=cache, use_cache=True)
 
-                samples = _timed(step, grid.warmup, grid.repeats, after=lambda cache=cache, context=context: cache.crop(context))
+                samples = _timed(
+                    step, grid.warmup, grid.repeats, after=lambda cache=cache, context=context: cache.crop(context)
+                )
                 steps.append(StepPoint(batch_size=batch, context_len=context, step_ms=statistics.median(samples),
                                        samples_ms=samples))  # fmt: skip
         for length in grid.prompt_lens:
@@ -303,7 +305,9 @@ def measure_step_latencies(artifact: ModelArtifact, grid: StepGrid) -> StepMeasu
                 model(input_ids=tokens[:, :length], past_key_values=DynamicCache(config=config), use_cache=True)
 
             samples = _timed(prefill, grid.warmup, grid.repeats)
-            prefills.append(PrefillPoint(prompt_tokens=length, prefill_ms=statistics.median(samples), samples_ms=samples))
+            prefills.append(
+                PrefillPoint(prompt_tokens=length, prefill_ms=statistics.median(samples), samples_ms=samples)
+            )
     return StepMeasurement(
         model=artifact.name,
         runtime="pytorch-eager",
@@ -616,7 +620,9 @@ def _request_metrics(output: Any) -> tuple[float | None, float | None]:
         return None, None
     if getattr(metrics, "first_token_latency", 0.0):  # V1 RequestStateStats: TTFT only, clocks differ otherwise
         return float(metrics.first_token_latency), None
-    arrival, first, finished = (getattr(metrics, name, None) for name in ("arrival_time", "first_token_time", "finished_time"))
+    arrival, first, finished = (
+        getattr(metrics, name, None) for name in ("arrival_time", "first_token_time", "finished_time")
+    )
     if arrival and first:  # V0 RequestMetrics: wall-clock times
         return float(first - arrival), float(finished - arrival) if finished else None
     return None, None
@@ -636,7 +642,9 @@ def run_vllm(artifact: ModelArtifact, requests: Sequence[Request], *, max_batch:
     config = json.loads((artifact.folder / "config.json").read_text())
     vocab = int(config["vocab_size"])
     rng = np.random.default_rng([seed, 2])
-    prompts = [{"prompt_token_ids": rng.integers(3, vocab, size=request.prompt_tokens).tolist()} for request in requests]
+    prompts = [
+        {"prompt_token_ids": rng.integers(3, vocab, size=request.prompt_tokens).tolist()} for request in requests
+    ]
     params = [
         SamplingParams(temperature=0.0, max_tokens=request.output_tokens, ignore_eos=True, detokenize=False)
         for request in requests
@@ -709,6 +717,7 @@ class ContinuousBatchingOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    enabled: bool = True
     #: Offered rates in requests/s; when given, ``rate_factors`` is ignored.
     rates_per_s: list[float] | None = None
     #: Offered rates as multiples of the estimated batch-1 capacity (1 / mean request time alone).
@@ -716,12 +725,8 @@ class ContinuousBatchingOptions(BaseModel):
     max_batch: int = Field(16, ge=1, le=1024)
     #: Static batching waits at most this long for its batch to fill.
     max_wait_ms: float = Field(20.0, ge=0, le=600_000)
-    prompt_len: LengthDistribution = Field(
-        default_factory=lambda: LengthDistribution(dist="uniform", low=16, high=256)
-    )
-    output_len: LengthDistribution = Field(
-        default_factory=lambda: LengthDistribution(dist="uniform", low=16, high=128)
-    )
+    prompt_len: LengthDistribution = Field(default_factory=lambda: LengthDistribution(dist="uniform", low=16, high=256))
+    output_len: LengthDistribution = Field(default_factory=lambda: LengthDistribution(dist="uniform", low=16, high=128))
     requests: int = Field(200, ge=1, le=100_000)
     seed: int = 0
     measure: StepGrid = Field(default_factory=StepGrid)
@@ -758,7 +763,9 @@ class ContinuousBatchingReport(BaseModel):
 
     def result(self, policy: Policy, rate: float | None) -> PolicyResult | None:
         rows = self.offline if rate is None else self.results
-        return next((row for row in rows if row.policy == policy and (rate is None or row.offered_rate_per_s == rate)), None)
+        return next(
+            (row for row in rows if row.policy == policy and (rate is None or row.offered_rate_per_s == rate)), None
+        )
 
 
 def batch1_capacity_per_s(model: StepLatencyModel, options: ContinuousBatchingOptions) -> float:
@@ -771,7 +778,9 @@ def batch1_capacity_per_s(model: StepLatencyModel, options: ContinuousBatchingOp
     return 1.0 / max(prefill + (output - 1) * step, 1e-9)
 
 
-def simulate(model: StepLatencyModel, options: ContinuousBatchingOptions, rate_per_s: float | None) -> list[PolicyResult]:
+def simulate(
+    model: StepLatencyModel, options: ContinuousBatchingOptions, rate_per_s: float | None
+) -> list[PolicyResult]:
     """Static and continuous results for one offered rate (``None``: all at t = 0); pure."""
     mix = request_mix(options.requests, rate_per_s, options.prompt_len, options.output_len, seed=options.seed)
     static = simulate_static(mix, model, max_batch=options.max_batch, max_wait_s=options.max_wait_ms / 1000.0)
@@ -829,17 +838,17 @@ def analyse_continuous_batching(artifact: ModelArtifact, options: ContinuousBatc
     points = len(grid.batch_sizes) * len(grid.context_lens)
     if reporter is not None:
         reporter.check_cancelled()
-        reporter.progress("step latencies", 60.0, f"measuring {points} decode points and "
+        reporter.progress("step latencies", 86.0, f"measuring {points} decode points and "
                           f"{len(grid.prompt_lens)} prefill lengths, own process")  # fmt: skip
     measurement = measure_isolated(artifact, grid)
     if reporter is not None:
         reporter.check_cancelled()
-        reporter.progress("batching simulation", 75.0, "static vs continuous batching, discrete-event simulation")
+        reporter.progress("batching simulation", 93.0, "static vs continuous batching, discrete-event simulation")
     report = estimate_from_measurement(measurement, options, grid)
     if options.vllm_benchmark:
         if reporter is not None:
             reporter.check_cancelled()
-            reporter.progress("vllm benchmark", 85.0, "vLLM offline generate on the same request mix")
+            reporter.progress("vllm benchmark", 95.0, "vLLM offline generate on the same request mix")
         mix = request_mix(options.requests, None, options.prompt_len, options.output_len, seed=options.seed)
         report.vllm = vllm_benchmark(artifact, mix, max_batch=options.max_batch, seed=options.seed)
         if report.vllm.status != "measured" and reporter is not None:

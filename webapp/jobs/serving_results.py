@@ -1,4 +1,5 @@
-"""A serving job's page: recommendation, throughput-vs-p95 chart, KV-cache table, rooflines, Triton config.
+"""A serving job's page: recommendation, throughput-vs-p95 chart, KV-cache table, rooflines, Triton config,
+and for causal LMs the static-vs-continuous batching estimate with the measured points it rests on.
 
 A serving job's ``report`` is ``optimizers.serving.analysis.ServingReport`` as JSON with
 ``"kind": "serving"`` (``workers/tasks.py``, without the worker-local ``triton_zip`` path; the
@@ -15,10 +16,13 @@ from pydantic import ValidationError
 
 from optimizers.serving.analysis import SERVING_MODE, ServingReport, serving_figure
 from optimizers.serving.batching import BatchingRecommendation
+from optimizers.serving.continuous import ContinuousBatchingReport, PolicyResult, StepPoint, continuous_figure
 from optimizers.serving.kv_cache import BandwidthProbe, DecodeRoofline
 
 #: Element id of the throughput-vs-p95 chart (its JSON sits in ``<script id="chart-serving-data">``).
 SERVING_CHART_ID = "chart-serving"
+#: Element id of the static-vs-continuous batching chart (causal LMs).
+CONTINUOUS_CHART_ID = "chart-continuous"
 
 
 def is_serving_report(raw: Any) -> bool:
@@ -41,6 +45,36 @@ class KVVariantRow:
 
 
 @dataclass
+class ContinuousSection:
+    """The continuous-batching estimate: its rows, chart, and the measured grid pivoted (batch × context)."""
+
+    report: ContinuousBatchingReport
+    #: Static then continuous at each offered rate, then both with every request at t = 0.
+    table: list[PolicyResult]
+    figure: dict[str, Any]
+    chart_id: str
+    context_lens: list[int]
+    #: (batch size, the points at each of ``context_lens``; None where not measured).
+    step_grid: list[tuple[int, list[StepPoint | None]]]
+
+
+def continuous_section(report: ContinuousBatchingReport | None) -> ContinuousSection | None:
+    if report is None:
+        return None
+    contexts = sorted({point.context_len for point in report.measurement.steps})
+    batches = sorted({point.batch_size for point in report.measurement.steps})
+    points = {(point.batch_size, point.context_len): point for point in report.measurement.steps}
+    return ContinuousSection(
+        report=report,
+        table=[*report.results, *report.offline],
+        figure=continuous_figure(report),
+        chart_id=CONTINUOUS_CHART_ID,
+        context_lens=contexts,
+        step_grid=[(batch, [points.get((batch, context)) for context in contexts]) for batch in batches],
+    )
+
+
+@dataclass
 class ServingResults:
     report: ServingReport
     recommendation: BatchingRecommendation | None
@@ -55,6 +89,11 @@ class ServingResults:
     kv_rows: list[KVVariantRow] = field(default_factory=list)
     bandwidth: BandwidthProbe | None = None
     rooflines: list[DecodeRoofline] = field(default_factory=list)
+    continuous: ContinuousSection | None = None
+
+    @property
+    def continuous_figure(self) -> dict[str, Any] | None:
+        return self.continuous.figure if self.continuous else None
 
     @property
     def swept(self) -> bool:
@@ -111,4 +150,5 @@ def build_serving_results(raw: Any) -> ServingResults | None:
         kv_rows=kv_rows,
         bandwidth=report.bandwidth,
         rooflines=list(report.rooflines),
+        continuous=continuous_section(report.continuous),
     )
