@@ -35,6 +35,7 @@ def test_job_benchmark_times_fp16_sdpa_and_compile_variants_on_the_gpu(tmp_path)
         {
             "model": str(folder),
             "evaluation": {"max_samples": 8, "batch_size": 8},
+            "profile": False,
             "benchmark": {"batch_sizes": [8], "seq_len": 128, "variants": variants},
         }
     )

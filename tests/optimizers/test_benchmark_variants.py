@@ -129,6 +129,7 @@ def test_recipe_run_times_attention_and_compile_variants_on_this_cpu(tmp_path):
         {
             "model": "zoo:minilm",
             "evaluation": {"max_samples": 8, "batch_size": 8},
+            "profile": False,
             "benchmark": {
                 "batch_sizes": [2],
                 "seq_len": 32,
