@@ -1,6 +1,6 @@
 """Simulated users browse the job pages while small jobs run on Celery workers: page latency and job accounting.
 
-Usage: ``python benchmarks/load.py [--users 50] [--jobs 100] [--workers 2] [--web-workers 2] [--web-threads 8]``
+Usage: ``python benchmarks/load.py [--users 50] [--jobs 100] [--workers 2] [--web-workers 4] [--web-threads 4]``
 
 What runs, all started here and stopped on exit (Ctrl-C too):
 
@@ -595,8 +595,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--jobs", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2, help="Celery worker processes (concurrency 1 each)")
-    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--web-threads", type=int, default=8, help="threads per gunicorn worker")
+    parser.add_argument("--web-workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--web-threads", type=int, default=4, help="threads per gunicorn worker")
     parser.add_argument("--think", type=float, nargs=2, default=(1.0, 3.0), metavar=("MIN", "MAX"))
     parser.add_argument("--ramp", type=float, default=10.0, help="seconds over which the users sign in")
     parser.add_argument("--drain-timeout", type=float, default=1200.0, help="seconds after the last submission")
