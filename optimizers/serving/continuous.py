@@ -8,7 +8,7 @@ Three parts:
    tokens is prefilled at batch 1 and its cache copied to each batch size ``B``
    (``batch_repeat_interleave``: the same tensors a batch of ``B`` prompts would
    give); then one decode step (``B`` new tokens on a cache of ``C``) is timed
-   ``warmup + repeats`` times, cropping the cache back to ``C`` after each, and
+   ``warmup + repeats`` times, cropping the step's token off again after each, and
    the median of the timed repeats is the point's latency. Prefill latency is
    timed the same way at batch 1 for each prompt length. Every sample is kept.
 2. **Step-latency model** (``StepLatencyModel``): bilinear interpolation of the
@@ -294,9 +294,10 @@ def measure_step_latencies(artifact: ModelArtifact, grid: StepGrid) -> StepMeasu
                 def step(cache=cache, step_input=step_input) -> None:
                     model(input_ids=step_input, past_key_values=cache, use_cache=True)
 
-                samples = _timed(
-                    step, grid.warmup, grid.repeats, after=lambda cache=cache, context=context: cache.crop(context)
-                )
+                # crop(-1) drops the step's token again (a negative count: positive lengths are deprecated in 5.x).
+                samples = _timed(step, grid.warmup, grid.repeats, after=lambda cache=cache: cache.crop(-1))
+                if cache.get_seq_length() != context:
+                    raise PassError(f"the KV cache holds {cache.get_seq_length()} tokens after cropping, not {context}")
                 steps.append(StepPoint(batch_size=batch, context_len=context, step_ms=statistics.median(samples),
                                        samples_ms=samples))  # fmt: skip
         for length in grid.prompt_lens:
