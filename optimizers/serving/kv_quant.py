@@ -345,12 +345,12 @@ def kv_cache_quantization(
         if backend is not None and problem:
             errors[(backend, nbits)] = problem
             continue
-        log(f"kv_quant: measuring {_label(backend, nbits, 'default')} in its own process")
+        log(f"kv_quant: measuring {_label(backend, nbits, 'full precision')} in its own process")
         try:
             raw[(backend, nbits)] = run_in_child(
                 "optimizers.serving.kv_quant",
                 {**request, "backend": backend, "nbits": nbits},
-                what=f"KV-cache measurement ({_label(backend, nbits, 'default')})",
+                what=f"KV-cache measurement ({_label(backend, nbits, 'full precision')})",
                 timeout_s=timeout_s,
             )
         except InferOptError as error:

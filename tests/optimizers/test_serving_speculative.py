@@ -69,9 +69,9 @@ def _manual_greedy(model, prompt: list[int], new_tokens: int) -> list[int]:
 def test_both_methods_reproduce_plain_greedy_decoding(target, draft_folder):
     model, tokenizer = load_causal_lm(target.folder)
     draft, _ = load_causal_lm(draft_folder)
-    options = SpeculativeOptions(max_new_tokens=20, prompt_tokens=32)
+    options = SpeculativeOptions(max_new_tokens=12, prompt_tokens=24)
     prompt = heldout_prompts(tokenizer, 1, options.prompt_tokens)[0]
-    assert len(prompt) == 32 and prompt[0] == tokenizer.bos_token_id
+    assert len(prompt) == 24 and prompt[0] == tokenizer.bos_token_id
     expected = _manual_greedy(model, prompt, options.max_new_tokens)
     plain, _, plain_counter = generate_once(model, prompt, "plain", options)
     assert plain == expected and plain_counter.proposed == 0  # nothing speculative in a plain run
@@ -83,11 +83,11 @@ def test_both_methods_reproduce_plain_greedy_decoding(target, draft_folder):
     assert "_get_candidate_generator" not in vars(model)  # the counting wrapper is gone after the call
 
 
-def test_the_draft_model_proposes_and_the_target_accepts_some(target, draft_folder):
+def test_acceptance_is_counted_inside_the_assisted_generation_loop(target, draft_folder):
     model, tokenizer = load_causal_lm(target.folder)
     draft, _ = load_causal_lm(draft_folder)
-    options = SpeculativeOptions(max_new_tokens=24, prompt_tokens=32)
-    prompt = heldout_prompts(tokenizer, 1, 32)[0]
+    options = SpeculativeOptions(max_new_tokens=16, prompt_tokens=24)
+    prompt = heldout_prompts(tokenizer, 1, 24)[0]
     with counting_candidates(model) as counter:
         first, _, _ = generate_once(model, prompt, "draft_model", options, draft)
     # generate_once nests its own counter; the outer one still sees the call.
@@ -97,7 +97,7 @@ def test_the_draft_model_proposes_and_the_target_accepts_some(target, draft_fold
 
 
 def test_report_over_held_out_prompts(target, draft_folder):
-    options = SpeculativeOptions(prompts=2, prompt_tokens=32, max_new_tokens=16)
+    options = SpeculativeOptions(prompts=2, prompt_tokens=24, max_new_tokens=12)
     logs: list[str] = []
     report = speculative_decoding(target, options, draft_folder=draft_folder, on_log=logs.append)
     assert [method.method for method in report.methods] == ["draft_model", "prompt_lookup"]
