@@ -87,12 +87,22 @@ class JobRecorder:
 
     Writes go through ``update()`` on rows still ``running`` (never ``save()``,
     which would overwrite fields the web process changes, such as
-    ``cancel_requested``). Progress is written at most every
-    ``WRITE_INTERVAL_S`` seconds, and always when the stage changes.
+    ``cancel_requested``) and, given ``claim`` (the row's ``worker`` and
+    ``worker_pid`` as this attempt set them), still held by this attempt: one
+    that was superseded (marked lost, re-claimed elsewhere) changes nothing.
+    Progress is written at most every ``WRITE_INTERVAL_S`` seconds, and always
+    when the stage changes.
     """
 
-    def __init__(self, job_id: int, interval: float = WRITE_INTERVAL_S, deadline: float | None = None) -> None:
+    def __init__(
+        self,
+        job_id: int,
+        interval: float = WRITE_INTERVAL_S,
+        deadline: float | None = None,
+        claim: dict[str, Any] | None = None,
+    ) -> None:
         self.job_id = job_id
+        self.claim = claim or {}
         self.interval = interval
         #: ``time.monotonic()`` after which the next cancel check raises ``SoftTimeLimitExceeded``.
         self.deadline = deadline
@@ -106,7 +116,7 @@ class JobRecorder:
         self._cancelled = False
 
     def _rows(self):
-        return Job.objects.filter(pk=self.job_id, status=Job.Status.RUNNING)
+        return Job.objects.filter(pk=self.job_id, status=Job.Status.RUNNING, **self.claim)
 
     def log(self, message: str) -> None:
         """Queue one log line (timestamped) for the next write."""
@@ -554,7 +564,11 @@ def run_job(self, job_id: int) -> str:
     job = Job.objects.get(pk=job_id)
     started = time.monotonic()
     soft_limit = _soft_limit(self)
-    recorder = JobRecorder(job_id, deadline=started + soft_limit if soft_limit else None)
+    recorder = JobRecorder(
+        job_id,
+        deadline=started + soft_limit if soft_limit else None,
+        claim={"worker": job.worker, "worker_pid": job.worker_pid},
+    )
     work_dir = _work_dir(job_id)
     stored: list[str] = []
     succeeded = False

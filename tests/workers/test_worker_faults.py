@@ -82,6 +82,28 @@ def _kill_group(worker: CeleryWorker) -> None:
     worker.process.wait()
 
 
+@contextlib.contextmanager
+def web_broker(redis_url: str) -> Iterator[None]:
+    """Point the web side's Celery app (``send_task``, ``control``) at ``redis_url``, then back.
+
+    The app caches a producer pool bound to the broker it first used: dropped on the way in
+    and out, or later sends would go on trying this test's (stopped) Redis.
+    """
+    from workers.celery import app
+
+    def use(url: str) -> None:
+        app.conf.broker_url = url
+        app.close()
+        app.amqp._producer_pool = None
+
+    previous = app.conf.broker_url
+    use(redis_url)
+    try:
+        yield
+    finally:
+        use(previous)
+
+
 def publish(redis_url: str, job: Job, **options: Any) -> None:
     """Send ``inferopt.run_job`` for ``job`` to the broker at ``redis_url`` (its task id = the row's)."""
     from workers.tasks import run_job
@@ -142,6 +164,15 @@ def queued_task_ids(redis_url: str, queue: str = "cpu") -> list[str]:
     client = redis.Redis.from_url(redis_url)
     try:
         return [json.loads(raw)["headers"]["id"] for raw in client.lrange(queue, 0, -1)]
+    finally:
+        client.close()
+
+
+def unacked(redis_url: str) -> list[str]:
+    """Task ids of messages delivered but not acknowledged (kombu's ``unacked`` hash)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return [json.loads(raw)[0]["headers"]["id"] for raw in client.hvals("unacked")]
     finally:
         client.close()
 
@@ -210,15 +241,18 @@ def test_sigterm_lets_the_running_job_finish_and_leaves_the_queued_one_on_the_qu
         wait_until(running_attempt(running_job.pk, 1), worker, "the first job to run")
 
         os.kill(worker.process.pid, signal.SIGTERM)  # the main process only: a warm shutdown
-        worker.process.wait(timeout=120)
+        wait_until(lambda: worker.process.poll() is not None, worker, "the worker to exit", 180)
 
         running_job.refresh_from_db()
         waiting_job.refresh_from_db()
-        assert running_job.status == Job.Status.SUCCEEDED, f"{running_job.error}\n{worker.log_tail()}"
+        log = worker.log_tail()
+        assert running_job.status == Job.Status.SUCCEEDED, f"{running_job.error}\n{log}"
         assert running_job.attempts == 1
-        assert (waiting_job.status, waiting_job.attempts, waiting_job.started_at) == (Job.Status.QUEUED, 0, None)
-        # The unfinished job's message is back on the queue for the next worker; the finished one's is gone.
-        assert queued_task_ids(worker.redis.url) == [waiting_job.celery_task_id]
+        waiting = (waiting_job.status, waiting_job.attempts, waiting_job.started_at)
+        assert waiting == (Job.Status.QUEUED, 0, None), log
+        # The unfinished job's message is back on the queue for the next worker (not held as unacknowledged
+        # until the visibility timeout); the finished one's is gone.
+        assert queued_task_ids(worker.redis.url) == [waiting_job.celery_task_id], f"{unacked(worker.redis.url)}\n{log}"
         assert "Warm shutdown" in worker.log_text()
 
 
@@ -313,16 +347,8 @@ def test_a_job_whose_worker_stops_heartbeating_is_marked_lost_and_retried_from_t
         outsider_client.force_login(outsider)
         assert outsider_client.post(f"/jobs/{job.pk}/retry/").status_code == 404
 
-        from workers.celery import app
-
-        previous = app.conf.broker_url
-        app.conf.broker_url = worker.redis.url  # the Retry button publishes to this test's broker
-        app.close()
-        try:
+        with web_broker(worker.redis.url):  # the Retry button publishes to this test's broker
             response = client.post(f"/jobs/{job.pk}/retry/")  # sent on commit: at once, outside a transaction
-        finally:
-            app.conf.broker_url = previous
-            app.close()
         retry = Job.objects.get(retry_of=job)
         assert response.status_code == 302 and response["Location"] == f"/jobs/{retry.pk}/"
         assert (retry.status, retry.recipe, retry.queue, retry.submitter) == (
@@ -392,10 +418,10 @@ def test_cancel_from_the_page_revokes_a_queued_job_and_stops_a_running_one_at_a_
         assert time.monotonic() < deadline, celery_worker.log_tail()
         time.sleep(0.05)
 
+    assert client.post(f"/jobs/{running.pk}/cancel/").status_code == 302  # while step 1 runs
     assert client.post(f"/jobs/{queued.pk}/cancel/").status_code == 302
     queued.refresh_from_db()
     assert queued.status == Job.Status.CANCELLED  # at once, and revoked
-    assert client.post(f"/jobs/{running.pk}/cancel/").status_code == 302
     running = wait_for_final(running.pk)
 
     assert running.status == Job.Status.CANCELLED, f"{running.status}: {running.error}"

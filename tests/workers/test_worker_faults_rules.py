@@ -17,7 +17,7 @@ from webapp.accounts.models import Membership, Team
 from webapp.fleet.models import WorkerNode
 from webapp.jobs.models import Job
 from webapp.jobs.services import RetryError, mark_lost_jobs, retry_job
-from workers.tasks import _claim
+from workers.tasks import JobRecorder, _claim
 
 RECIPE = {"model": "zoo:digits-cnn", "steps": [{"pass": "onnx_export"}]}
 HOST = "celery@host-a"
@@ -102,6 +102,21 @@ def test_another_host_takes_over_a_redelivered_job_only_when_its_worker_is_not_l
     assert _claim(job.pk, "celery@host-b", redelivered=True) == "claimed"
     job.refresh_from_db()
     assert (job.worker, job.attempts) == ("celery@host-b", 2)
+
+
+@pytest.mark.django_db
+def test_an_attempt_that_was_superseded_writes_nothing_to_the_row(running_job):
+    job = running_job(worker_pid=os.getpid())
+    Job.objects.filter(pk=job.pk).update(worker="celery@host-b", worker_pid=4242, attempts=2)  # taken over
+    stale = JobRecorder(job.pk, claim={"worker": HOST, "worker_pid": os.getpid()})
+
+    stale.set_stage("packaging", "packaging 1 variant(s)")
+    assert stale.finish(status=Job.Status.SUCCEEDED) == 0
+
+    job.refresh_from_db()
+    assert (job.status, job.worker, job.stage, job.log) == (Job.Status.RUNNING, "celery@host-b", "", "")
+    current = JobRecorder(job.pk, claim={"worker": "celery@host-b", "worker_pid": 4242})
+    assert current.finish(status=Job.Status.SUCCEEDED) == 1
 
 
 @pytest.mark.django_db

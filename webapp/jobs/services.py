@@ -273,11 +273,26 @@ def cancel_job(job: Job) -> Job:
     )
     if cancelled_now and job.celery_task_id:
         try:
-            celery_app().control.revoke(job.celery_task_id)
+            revoke_task(job.celery_task_id)
         except Exception:  # the cancelled status already stops a late delivery
             logger.warning("could not revoke task %s of job %s", job.celery_task_id, job.pk, exc_info=True)
     job.refresh_from_db()
     return job
+
+
+def revoke_task(task_id: str) -> None:
+    """Tell the workers to discard ``task_id``; raise at once if the broker cannot be reached.
+
+    A revoke is a broadcast whose publish retries forever (kombu ``retry=True``), which
+    would hang the web request while Redis is down: the broker is checked first, with
+    the bounded retries ``enqueue_job`` uses.
+    """
+    app = celery_app()
+    with app.connection_for_write() as connection:
+        connection.ensure_connection(
+            max_retries=settings.INFEROPT_ENQUEUE_MAX_RETRIES, interval_start=0, interval_step=0.5, interval_max=1
+        )
+    app.control.revoke(task_id)
 
 
 class RetryError(ValueError):
