@@ -54,6 +54,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -193,7 +194,9 @@ class StepGrid(BaseModel):
     prompt_lens: list[int] | None = None
     repeats: int = Field(5, ge=3, le=200)
     warmup: int = Field(2, ge=0, le=20)
-    threads: int | None = Field(None, ge=1, le=1024)
+    #: Torch intra-op threads (None: torch's default). One by default: a small model's decode step gains
+    #: little from more, and on a shared worker two spinning threads slowed steps ten-fold here.
+    threads: int | None = Field(1, ge=1, le=1024)
 
     @field_validator("batch_sizes", "context_lens", "prompt_lens")
     @classmethod
@@ -705,7 +708,7 @@ def vllm_benchmark(artifact: ModelArtifact, requests: Sequence[Request], *, max_
     }
     try:
         result = run_in_child(__name__, request, what=f"vLLM benchmark of {artifact.name}", timeout_s=timeout_s)
-    except PassError as error:
+    except (PassError, subprocess.TimeoutExpired) as error:
         return VllmResult(status="failed", reason=str(error)[-1000:])
     return VllmResult.model_validate(result)
 
