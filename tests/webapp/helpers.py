@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import zipfile
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from django.test import Client
@@ -32,6 +34,11 @@ class FakeCelery:
 
     def revoke(self, task_id, **kwargs):
         self.revoked.append(task_id)
+
+    @contextlib.contextmanager
+    def connection_for_write(self):
+        """A broker connection that is always reachable (``cancel_job`` checks one before revoking)."""
+        yield SimpleNamespace(ensure_connection=lambda **options: None)
 
 
 def client_for(user) -> Client:

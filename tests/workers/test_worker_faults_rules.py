@@ -7,16 +7,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from datetime import timedelta
 
 import pytest
 from django.test import Client
 from django.utils import timezone
 
+from tests.support.services import start_redis
 from webapp.accounts.models import Membership, Team
 from webapp.fleet.models import WorkerNode
 from webapp.jobs.models import Job
-from webapp.jobs.services import RetryError, mark_lost_jobs, retry_job
+from webapp.jobs.services import RetryError, cancel_job, mark_lost_jobs, retry_job, revoke_task
 from workers.tasks import JobRecorder, _claim
 
 RECIPE = {"model": "zoo:digits-cnn", "steps": [{"pass": "onnx_export"}]}
@@ -193,3 +195,27 @@ def test_running_queued_and_succeeded_jobs_cannot_be_retried(make_job, team_memb
         assert client_for(alice).post(f"/jobs/{job.pk}/retry/").status_code == 302
         assert 'id="retry-job"' not in client_for(alice).get(f"/jobs/{job.pk}/").content.decode()
     assert not Job.objects.filter(retry_of__isnull=False).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancelling_a_queued_job_after_redis_went_down_returns_instead_of_retrying_forever(
+    make_job, settings, tmp_path
+):
+    from tests.workers.test_worker_faults import web_broker
+
+    settings.INFEROPT_ENQUEUE_MAX_RETRIES = 1
+    job = make_job(RECIPE, celery_task_id="t-down")
+    server = start_redis(tmp_path / "redis")
+    outcome: list[Job] = []
+    try:
+        with web_broker(server.url):
+            revoke_task("warm-up")  # the web process has a live broker connection, as after any page that sent a job
+            server.stop()  # then Redis goes away: a plain revoke would retry its publish forever
+            caller = threading.Thread(target=lambda: outcome.append(cancel_job(job)), daemon=True)
+            caller.start()
+            caller.join(timeout=60)
+    finally:
+        server.stop()
+    assert not caller.is_alive(), "cancel_job hung on the unreachable broker"
+    (cancelled,) = outcome
+    assert (cancelled.status, cancelled.cancel_requested) == (Job.Status.CANCELLED, True)
