@@ -144,21 +144,20 @@ def main() -> int:
     target = resolve_model("zoo:tiny-lm")
     draft_folder = resolve_model("zoo:tiny-lm-draft").folder
     runs = speculative_rounds(target, draft_folder, args)
+    print_speculative(runs, args)  # each table as soon as it is measured: a long run still shows its first parts
 
-    print("measuring the KV cache: default, hqq int4, hqq int8 (each in its own process)...", flush=True)
+    print("\nmeasuring the KV cache: default, hqq int4, hqq int8 (each in its own process)...", flush=True)
     kv_options = KVQuantOptions(nbits=[4, 8], context_lens=[128, 512], decode_tokens=32, windows=args.kv_windows)
     kv_report = kv_cache_quantization(target, kv_options, on_log=print)
+    print_kv_quant(kv_report)
 
-    print("dynamic batching sweep on zoo:digits-cnn (own process)...", flush=True)
+    print("\ndynamic batching sweep on zoo:digits-cnn (own process)...", flush=True)
     settings = SweepSettings(
         max_batch_sizes=[1, 4, 8, 16], max_queue_delays_ms=[0, 2, 5], rate_factors=[0.5, 1, 2, 4, 8],
         requests_per_cell=args.requests,
     )  # fmt: skip
     sweep = sweep_isolated(resolve_model("zoo:digits-cnn"), settings)
     pick = recommend_setting(sweep.cells, args.budget_ms)
-
-    print_speculative(runs, args)
-    print_kv_quant(kv_report)
     print_batching(sweep, pick, args.budget_ms)
     return 0
 
