@@ -70,6 +70,7 @@ def page_for(owner, team, make_job, report: dict) -> str:
 
 def test_the_section_is_labelled_an_estimate_and_shows_its_inputs(owner, team, make_job):
     page = page_for(owner, team, make_job, llm_report())
+    assert page.count('id="continuous-batching"') == 1
     section = page.split('id="continuous-batching"')[1]
     assert "Estimate (discrete-event simulation from measured step latencies)" in section.split("</p>")[0]
     inputs = section.split('id="continuous-inputs"')[1].split("</table>")[0]
