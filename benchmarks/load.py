@@ -599,7 +599,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--web-threads", type=int, default=4, help="threads per gunicorn worker")
     parser.add_argument("--think", type=float, nargs=2, default=(1.0, 3.0), metavar=("MIN", "MAX"))
     parser.add_argument("--ramp", type=float, default=10.0, help="seconds over which the users sign in")
-    parser.add_argument("--drain-timeout", type=float, default=1200.0, help="seconds after the last submission")
+    parser.add_argument(
+        "--drain-timeout", type=float, default=3600.0, help="seconds after the last submission until a job is lost"
+    )
     parser.add_argument("--target-p95-ms", type=float, default=300.0)
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432", help="server URL, no database")
     parser.add_argument("--results", type=Path, default=None, help="JSON file (default .local/benchmarks/load-*.json)")
