@@ -14,9 +14,12 @@ from typing import Any
 import pytest
 from django.core.files.base import ContentFile
 
+from optimizers.capabilities import pass_support, probe
+from optimizers.passes import all_passes
 from tests.webapp.helpers import FakeCelery, sample_report, zip_bytes
 from webapp.accounts.models import Membership, Team
 from webapp.catalog.services import ensure_demo_models
+from webapp.fleet.models import WorkerNode
 from webapp.jobs.models import Artifact, Job
 
 
@@ -105,3 +108,25 @@ def finished_job(make_job, team, owner) -> Job:
         artifact.size_bytes = artifact.file.size
         artifact.save()
     return job
+
+
+# Worker-registry rows written the way workers write them (a real ``probe()`` of this
+# machine); the GPU worker is this machine's probe plus an H100 and TensorRT.
+H100 = {"index": 0, "name": "NVIDIA H100 80GB HBM3", "compute_capability": [9, 0], "memory_mb": 81_559}
+
+
+@pytest.fixture(scope="module")
+def cpu_probe() -> dict:
+    return probe(hostname="celery@cpu-1", queues=["cpu"], gpus=[])
+
+
+@pytest.fixture
+def cpu_worker(cpu_probe) -> WorkerNode:
+    return WorkerNode.objects.record("celery@cpu-1", ["cpu"], cpu_probe, started=True)
+
+
+@pytest.fixture
+def gpu_worker(cpu_probe) -> WorkerNode:
+    capabilities = {**cpu_probe, "gpus": [H100], "packages": sorted({*cpu_probe["packages"], "tensorrt"})}
+    capabilities["passes"] = pass_support(all_passes(), capabilities)
+    return WorkerNode.objects.record("celery@h100-1", ["gpu", "gpu.sm90"], capabilities, started=True)

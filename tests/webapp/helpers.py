@@ -53,6 +53,11 @@ def api_client_for(user) -> Client:
     return Client(HTTP_AUTHORIZATION=f"Bearer {key}")
 
 
+def submit_recipe(user, recipe) -> Any:
+    """POST ``recipe`` to the jobs API as ``user``; the response."""
+    return api_client_for(user).post("/api/v1/jobs", data=json.dumps(recipe), content_type="application/json")
+
+
 def sample_report() -> dict[str, Any]:
     """A report.json as the pipeline writes it: baseline, ONNX export, INT8 candidate."""
 

@@ -12,38 +12,14 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from optimizers.capabilities import pass_support, probe
-from optimizers.passes import all_passes
-from tests.webapp.helpers import api_client_for, client_for, json_body
+from tests.webapp.helpers import api_client_for, client_for, json_body, submit_recipe
 from webapp.fleet.models import WorkerNode
 from webapp.jobs.models import Job
 
 pytestmark = pytest.mark.django_db
 
-H100 = {"index": 0, "name": "NVIDIA H100 80GB HBM3", "compute_capability": [9, 0], "memory_mb": 81_559}
 TRT_RECIPE = {"model": "zoo:minilm", "steps": [{"pass": "onnx_export"}, {"pass": "tensorrt_build"}]}
 CPU_RECIPE = {"model": "zoo:minilm", "steps": [{"pass": "onnx_export"}, {"pass": "ort_quantize_dynamic"}]}
-
-
-@pytest.fixture(scope="module")
-def cpu_probe() -> dict:
-    return probe(hostname="celery@cpu-1", queues=["cpu"], gpus=[])
-
-
-@pytest.fixture
-def cpu_worker(cpu_probe) -> WorkerNode:
-    return WorkerNode.objects.record("celery@cpu-1", ["cpu"], cpu_probe, started=True)
-
-
-@pytest.fixture
-def gpu_worker(cpu_probe) -> WorkerNode:
-    capabilities = {**cpu_probe, "gpus": [H100], "packages": sorted({*cpu_probe["packages"], "tensorrt"})}
-    capabilities["passes"] = pass_support(all_passes(), capabilities)
-    return WorkerNode.objects.record("celery@h100-1", ["gpu", "gpu.sm90"], capabilities, started=True)
-
-
-def submit(user, recipe):
-    return api_client_for(user).post("/api/v1/jobs", data=json.dumps(recipe), content_type="application/json")
 
 
 def test_live_means_a_recent_heartbeat_and_no_stop(cpu_worker, settings):
@@ -63,7 +39,7 @@ def test_a_heartbeat_revives_a_stopped_worker(cpu_worker, cpu_probe):
 
 
 def test_api_refuses_a_gpu_only_pass_no_live_worker_can_run(owner, demo_model, cpu_worker):
-    response = submit(owner, TRT_RECIPE)
+    response = submit_recipe(owner, TRT_RECIPE)
     assert response.status_code == 400
     assert json_body(response)["error"] == (
         "tensorrt_build cannot run on any live worker (celery@cpu-1: needs a CUDA GPU; this worker has none)"
@@ -72,27 +48,27 @@ def test_api_refuses_a_gpu_only_pass_no_live_worker_can_run(owner, demo_model, c
 
 
 def test_api_routes_cpu_work_to_cpu_on_a_cpu_fleet(owner, demo_model, cpu_worker):
-    response = submit(owner, CPU_RECIPE)
+    response = submit_recipe(owner, CPU_RECIPE)
     assert response.status_code == 201, response.content
     assert Job.objects.get().queue == "cpu"
 
 
 def test_engine_build_goes_to_the_gpu_architecture_queue(owner, demo_model, cpu_worker, gpu_worker):
-    response = submit(owner, TRT_RECIPE)
+    response = submit_recipe(owner, TRT_RECIPE)
     assert response.status_code == 201, response.content
     assert Job.objects.get().queue == "gpu.sm90"
 
 
 def test_a_stale_gpu_worker_does_not_count(owner, demo_model, cpu_worker, gpu_worker):
     WorkerNode.objects.filter(pk=gpu_worker.pk).update(last_seen=timezone.now() - timedelta(hours=1))
-    assert submit(owner, TRT_RECIPE).status_code == 400
+    assert submit_recipe(owner, TRT_RECIPE).status_code == 400
 
 
 def test_without_live_workers_cpu_jobs_use_the_static_queue_and_gpu_passes_are_refused(owner, demo_model, settings):
     settings.INFEROPT_GPU_QUEUE_ENABLED = False
-    response = submit(owner, CPU_RECIPE)
+    response = submit_recipe(owner, CPU_RECIPE)
     assert response.status_code == 201 and Job.objects.get().queue == "cpu"
-    response = submit(owner, TRT_RECIPE)
+    response = submit_recipe(owner, TRT_RECIPE)
     assert response.status_code == 400
     assert json_body(response)["error"].startswith(
         "tensorrt_build needs a CUDA GPU, and no live worker has reported one"
@@ -101,7 +77,7 @@ def test_without_live_workers_cpu_jobs_use_the_static_queue_and_gpu_passes_are_r
 
 def test_without_live_workers_a_declared_gpu_queue_takes_gpu_passes(owner, demo_model, settings):
     settings.INFEROPT_GPU_QUEUE_ENABLED = True
-    response = submit(owner, TRT_RECIPE)
+    response = submit_recipe(owner, TRT_RECIPE)
     assert response.status_code == 201, response.content
     assert Job.objects.get().queue == "gpu"
 

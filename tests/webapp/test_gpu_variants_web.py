@@ -7,41 +7,14 @@ Worker rows are written the way workers write them (``WorkerNode.objects.record`
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from optimizers.capabilities import pass_support, probe
-from optimizers.passes import all_passes
-from tests.webapp.helpers import api_client_for, client_for, json_body
-from webapp.fleet.models import WorkerNode
+from tests.webapp.helpers import api_client_for, client_for, json_body, submit_recipe
 from webapp.jobs.models import Job
 
 pytestmark = pytest.mark.django_db
 
-H100 = {"index": 0, "name": "NVIDIA H100 80GB HBM3", "compute_capability": [9, 0], "memory_mb": 81_559}
 REFUSAL = "tensorrt_build cannot run on any live worker (celery@cpu-1: needs a CUDA GPU; this worker has none)"
-
-
-@pytest.fixture(scope="module")
-def cpu_probe() -> dict:
-    return probe(hostname="celery@cpu-1", queues=["cpu"], gpus=[])
-
-
-@pytest.fixture
-def cpu_worker(cpu_probe) -> WorkerNode:
-    return WorkerNode.objects.record("celery@cpu-1", ["cpu"], cpu_probe, started=True)
-
-
-@pytest.fixture
-def gpu_worker(cpu_probe) -> WorkerNode:
-    capabilities = {**cpu_probe, "gpus": [H100], "packages": sorted({*cpu_probe["packages"], "tensorrt"})}
-    capabilities["passes"] = pass_support(all_passes(), capabilities)
-    return WorkerNode.objects.record("celery@h100-1", ["gpu", "gpu.sm90"], capabilities, started=True)
-
-
-def submit(user, recipe):
-    return api_client_for(user).post("/api/v1/jobs", data=json.dumps(recipe), content_type="application/json")
 
 
 def variants_recipe(*variants: str) -> dict:
@@ -52,34 +25,34 @@ def variants_recipe(*variants: str) -> dict:
 
 
 def test_half_precision_variants_prefer_a_live_gpu_worker(owner, demo_model, cpu_worker, gpu_worker):
-    response = submit(owner, variants_recipe("fp16", "sdpa"))
+    response = submit_recipe(owner, variants_recipe("fp16", "sdpa"))
     assert response.status_code == 201, response.content
     job = Job.objects.get()
     assert job.queue == "gpu" and job.recipe["benchmark"]["variants"] == ["fp16", "sdpa"]
 
 
 def test_cpu_variants_stay_on_the_cpu_queue(owner, demo_model, cpu_worker, gpu_worker):
-    assert submit(owner, variants_recipe("eager_attention", "sdpa", "torch_compile")).status_code == 201
+    assert submit_recipe(owner, variants_recipe("eager_attention", "sdpa", "torch_compile")).status_code == 201
     assert Job.objects.get().queue == "cpu"
 
 
 def test_a_cpu_only_fleet_still_takes_half_precision_variants(owner, demo_model, cpu_worker):
     # Preferred, not required: the CPU worker runs the job and reports FP16 as skipped, with the reason.
-    assert submit(owner, variants_recipe("bf16")).status_code == 201
+    assert submit_recipe(owner, variants_recipe("bf16")).status_code == 201
     assert Job.objects.get().queue == "cpu"
 
 
 def test_without_live_workers_a_declared_gpu_queue_takes_half_precision_variants(owner, demo_model, settings):
     settings.INFEROPT_GPU_QUEUE_ENABLED = True
-    assert submit(owner, variants_recipe("fp16")).status_code == 201
+    assert submit_recipe(owner, variants_recipe("fp16")).status_code == 201
     assert Job.objects.get().queue == "gpu"
     settings.INFEROPT_GPU_QUEUE_ENABLED = False
-    assert submit(owner, variants_recipe("fp16")).status_code == 201
+    assert submit_recipe(owner, variants_recipe("fp16")).status_code == 201
     assert Job.objects.order_by("-pk").first().queue == "cpu"
 
 
 def test_an_unknown_variant_is_a_clear_400(owner, demo_model, cpu_worker):
-    response = submit(owner, variants_recipe("int8"))
+    response = submit_recipe(owner, variants_recipe("int8"))
     assert response.status_code == 400
     assert "unknown benchmark variant token 'int8'" in json_body(response)["error"]
     assert not Job.objects.exists()
