@@ -35,7 +35,7 @@ from optimizers.benchmark.isolated import run_in_child  # noqa: E402
 from optimizers.resolve import resolve_model  # noqa: E402
 from optimizers.serving.batching import SweepSettings, recommend_setting, sweep_isolated  # noqa: E402
 from optimizers.serving.kv_quant import KVQuantOptions, kv_cache_quantization  # noqa: E402
-from optimizers.serving.speculative import SpeculativeOptions, SpeculativeReport  # noqa: E402
+from optimizers.serving.speculative import SpeculativeOptions, SpeculativeReport, speculative_flags  # noqa: E402
 
 #: (label, the options that leave only that method on)
 METHODS = [
@@ -75,13 +75,16 @@ def print_speculative(runs: dict[str, list[SpeculativeReport]], args) -> None:
         speedups = [method.speedup for method in methods]
         last = methods[-1]
         identical = all(method.identical_outputs for method in methods)
+        acceptance = statistics.median(m.acceptance_rate for m in methods)
+        # Flags from the medians shown in the row, not from one round's figures.
+        flags = speculative_flags(acceptance, statistics.median(speedups))
         print(
-            f"| {label} | {statistics.median(m.acceptance_rate for m in methods):.0%} | "
+            f"| {label} | {acceptance:.0%} | "
             f"{last.proposed_tokens} / {last.accepted_tokens} | {last.target_forward_passes} / {last.new_tokens} | "
             f"{statistics.median(r.baseline_tokens_per_s for r in reports):.0f} | "
             f"{statistics.median(m.tokens_per_s for m in methods):.0f} | {statistics.median(speedups):.2f}x | "
             f"{max(speedups) / min(speedups) - 1:.0%} | {'yes' if identical else 'NO'} | "
-            f"{'; '.join(last.flags) or '—'} |"
+            f"{'; '.join(flags) or '—'} |"
         )
 
 
