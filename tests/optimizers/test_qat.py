@@ -10,6 +10,7 @@ from optimizers.errors import PreflightError
 from optimizers.evaluation import evaluator_for
 from optimizers.passes import get_pass
 from optimizers.passes.base import PassContext
+from optimizers.passes.qat import cpu_has_vnni
 from optimizers.runtimes import load_runtime
 
 
@@ -38,6 +39,14 @@ def test_qat_converts_to_an_int8_qdq_onnx_graph(qat_run, digits_cnn):
     assert len(int8) == 4, "the weights of both convolutions and both Linear layers are stored as INT8"
     assert quantized.size_bytes < 0.6 * digits_cnn.size_bytes
     assert quantized.metadata["weight_bits"] == 8
+
+
+def test_activations_use_7_bits_exactly_where_the_cpu_lacks_vnni(qat_run):
+    # ONNX Runtime's u8s8 kernels on plain AVX2 saturate with full-range activations (seen in CI on such a CPU).
+    quantized, _ = qat_run
+    reduce_range = quantized.metadata["details"]["reduce_range"]
+    assert reduce_range is (not cpu_has_vnni())
+    assert any("7-bit" in note for note in quantized.metadata["details"]["notes"]) is reduce_range
 
 
 def test_qat_accuracy_is_close_to_float_and_reported_beside_ptq(qat_run, digits_cnn):
