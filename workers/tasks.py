@@ -395,6 +395,12 @@ def _work_dir(job_id: int) -> Path:
     return Path(getattr(settings, "INFEROPT_WORK_DIR", Path(settings.INFEROPT_DATA_DIR) / "work")) / str(job_id)
 
 
+def _discard_attempt(job_id: int) -> None:
+    """Delete what an attempt that will not finish left behind: stored files no Artifact row names, its work folder."""
+    delete_unpublished_files(job_id)
+    shutil.rmtree(_work_dir(job_id), ignore_errors=True)
+
+
 def _append_log(message: str) -> Concat:
     line = f"{timezone.now():%H:%M:%S} {message}\n"
     return Concat(F("log"), Value(line), output_field=TextField())
@@ -439,16 +445,12 @@ def _claim(job_id: int, hostname: str, redelivered: bool) -> str:
     more attempt, unless ``INFEROPT_JOB_MAX_ATTEMPTS`` claims were made already: then it
     is failed, so a job that kills its worker every time never loops nor stays running.
     """
-    pid = os.getpid()
     worker = _fit("worker", hostname)
+    # What any claim writes: this process holds the row, one more attempt, progress from zero.
+    holder = {"started_at": timezone.now(), "worker": worker, "worker_pid": os.getpid(), "progress": 0}
+    holder["attempts"] = F("attempts") + 1
     claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
-        status=Job.Status.RUNNING,
-        started_at=timezone.now(),
-        worker=worker,
-        worker_pid=pid,
-        attempts=F("attempts") + 1,
-        stage=_fit("stage", "starting"),
-        progress=0,
+        status=Job.Status.RUNNING, stage=_fit("stage", "starting"), **holder
     )
     if claimed:
         return "claimed"
@@ -479,16 +481,11 @@ def _claim(job_id: int, hostname: str, redelivered: bool) -> str:
             log=_append_log(f"failed: {error}"),
         )
         if failed:
-            delete_unpublished_files(job_id)
-            shutil.rmtree(_work_dir(job_id), ignore_errors=True)
+            _discard_attempt(job_id)
         return "failed" if failed else "skipped"
     reclaimed = same_attempt.update(
-        started_at=timezone.now(),
-        worker=worker,
-        worker_pid=pid,
-        attempts=F("attempts") + 1,
+        **holder,
         stage=_fit("stage", "restarting"),
-        progress=0,
         log=_append_log(
             f"attempt {row['attempts'] + 1} of {limit}: the worker process of the previous attempt "
             f"({before}) died before it finished; running the job again"
@@ -524,8 +521,7 @@ def fail_orphaned_jobs(hostname: str) -> int:
         finished_at=timezone.now(),
     )
     for job_id in orphans:
-        delete_unpublished_files(job_id)
-        shutil.rmtree(_work_dir(job_id), ignore_errors=True)
+        _discard_attempt(job_id)
     return failed
 
 
@@ -685,5 +681,4 @@ def fail_job_killed_by_celery(sender=None, task_id=None, exception=None, args=No
     )
     if failed:
         logger.warning("job %s failed: %s", job_id, error)
-        delete_unpublished_files(job_id)
-        shutil.rmtree(_work_dir(job_id), ignore_errors=True)
+        _discard_attempt(job_id)

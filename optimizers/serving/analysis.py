@@ -257,15 +257,22 @@ def _kv_cache_part(spec: ServingSpec, artifact, report: ServingReport, reporter)
     )  # fmt: skip
 
 
+def _runs_here(enabled: bool, what: str, artifact, report: ServingReport) -> bool:
+    """Whether a generation measurement runs: enabled, and on a Hugging Face model (else a note says why not)."""
+    if not enabled:
+        return False
+    if artifact.format != "hf":
+        report.notes.append(f"No {what}: it runs on Hugging Face models, not {artifact.format}.")
+        return False
+    return True
+
+
 def _speculative_part(spec: ServingSpec, artifact, report: ServingReport, reporter, out_dir: Path) -> None:
     from optimizers.errors import PreflightError
     from optimizers.serving.speculative import TRAINED_HEADS_NOTE, speculative_decoding
 
     options = spec.speculative
-    if not options.enabled:
-        return
-    if artifact.format != "hf":
-        report.notes.append(f"No speculative decoding: it runs on Hugging Face models, not {artifact.format}.")
+    if not _runs_here(options.enabled, "speculative decoding", artifact, report):
         return
     reporter.check_cancelled()
     draft_folder = None
@@ -283,10 +290,7 @@ def _kv_quant_part(spec: ServingSpec, artifact, report: ServingReport, reporter)
     from optimizers.serving.kv_quant import kv_cache_quantization
 
     options = spec.kv_quant
-    if not options.enabled:
-        return
-    if artifact.format != "hf":
-        report.notes.append(f"No KV-cache quantization: it runs on Hugging Face models, not {artifact.format}.")
+    if not _runs_here(options.enabled, "KV-cache quantization", artifact, report):
         return
     reporter.check_cancelled()
     variants = ", ".join(f"int{bits}" for bits in options.nbits)
