@@ -8,7 +8,7 @@ What runs, all started here and stopped on exit (Ctrl-C too):
 * a private ``redis-server`` on a free port (the broker);
 * gunicorn serving ``webapp.wsgi`` as ``make run`` does (gthread; ``--web-workers`` × ``--web-threads``) and
   ``--workers`` Celery workers (``-Q cpu``, concurrency 1, the short benchmark settings), with
-  ``DATABASE_CONN_MAX_AGE=60`` as in ``docker/docker-compose.yml``;
+  ``DATABASE_CONN_MAX_AGE=60`` and the cache in the same Redis (database 1) as in ``docker/docker-compose.yml``;
 * one team, ``--users`` members who sign in through the real login form (CSRF token and all) and an API token
   that submits ``--jobs`` jobs through ``POST /api/v1/jobs``: ``zoo:digits-cnn`` → ``prune_unstructured``, evaluated
   and timed with the quick settings (a few seconds each).
@@ -605,6 +605,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--target-p95-ms", type=float, default=300.0)
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432", help="server URL, no database")
     parser.add_argument("--results", type=Path, default=None, help="JSON file (default .local/benchmarks/load-*.json)")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the database and the data folder afterwards (to profile pages)"
+    )
     args = parser.parse_args(argv)
     for name in ("users", "jobs", "workers", "web_workers", "web_threads"):
         if getattr(args, name) < 1:
@@ -629,6 +632,7 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     threads: list[threading.Thread] = []
     keep_folder = True
+    keep_database = args.keep
     try:
         database = create_database(args.postgres)
         print(f"database {database}, data and logs in {folder}", flush=True)
@@ -640,6 +644,8 @@ def run(args: argparse.Namespace) -> int:
             "DATABASE_URL": f"{args.postgres}/{database}",
             "DATABASE_CONN_MAX_AGE": "60",
             "REDIS_URL": redis_url,
+            # The shared cache of `make run` and the compose file: workers pre-build the job pages' figures.
+            "INFEROPT_CACHE_URL": redis_url.removesuffix("/0") + "/1",
             "INFEROPT_DATA_DIR": str(folder / "data"),
             "INFEROPT_QUICK_BENCHMARK": "1",
             "INFEROPT_LOG_LEVEL": "INFO",
@@ -731,12 +737,12 @@ def run(args: argparse.Namespace) -> int:
         results.parent.mkdir(parents=True, exist_ok=True)
         results.write_text(report.model_dump_json(indent=2) + "\n")
         print(f"results written to {results}")
-        keep_folder = not report.ok
+        keep_folder = args.keep or not report.ok
         if keep_folder:
             print(f"logs kept in {folder}")
         return 0 if report.ok else 1
     except KeyboardInterrupt:
-        keep_folder = False
+        keep_folder = keep_database = False
         raise
     except Exception:
         print(f"logs kept in {folder}", file=sys.stderr)
@@ -746,7 +752,9 @@ def run(args: argparse.Namespace) -> int:
         # Workers first (a finishing task still needs Redis and the database), the broker last.
         for service in sorted(services, key=lambda service: service.name == "redis-server"):
             service.stop(patience=20 if service.name.startswith("celery") else 10)
-        if database:
+        if database and keep_database:
+            print(f"kept database {database}: drop it with DROP DATABASE {database}", flush=True)
+        elif database:
             if "django" in sys.modules:
                 from django.db import connections
 

@@ -149,7 +149,8 @@ PY
 
 # ensure_redis: use $REDIS_URL if set (it must answer PING), else start a private
 # redis-server on a free port in the background (its pid in REDIS_PID, its own
-# process group, nothing saved to disk) and export REDIS_URL for the children.
+# process group, nothing saved to disk) and export REDIS_URL for the children, and
+# INFEROPT_CACHE_URL (its database 1) unless set.
 REDIS_PID=""
 ensure_redis() {
   if [ -n "${REDIS_URL:-}" ]; then
@@ -166,6 +167,8 @@ ensure_redis() {
     --daemonize no --dir "$dir" --logfile "$dir/redis.log" </dev/null &
   REDIS_PID=$!
   export REDIS_URL="redis://127.0.0.1:$port/0"
+  # Database 1 of the same private server: the cache every web process and the worker share.
+  export INFEROPT_CACHE_URL="${INFEROPT_CACHE_URL:-redis://127.0.0.1:$port/1}"
   if ! wait_for_redis "$REDIS_URL" 10; then
     tail -n 20 "$dir/redis.log" >&2 || true
     die "the local redis-server did not start"

@@ -18,6 +18,7 @@ Every deployment knob is an environment variable with a local default, so
 ``DJANGO_DEBUG``        bool, default false
 ``DJANGO_ALLOWED_HOSTS`` comma-separated, default ``127.0.0.1,localhost``
 ``REDIS_URL``           Celery broker (default ``redis://127.0.0.1:6379/0``)
+``INFEROPT_CACHE_URL``  Redis database for the cache shared by every process (production default: ``REDIS_URL``)
 ``INFEROPT_JOB_SOFT_TIME_LIMIT`` / ``INFEROPT_JOB_HARD_TIME_LIMIT``  seconds (3600 / 3900)
 ``INFEROPT_JOB_MAX_ATTEMPTS``   claims of a job whose worker process died before it is failed (3)
 ``INFEROPT_UPLOAD_MAX_BYTES``    largest accepted upload (2 GiB)
@@ -324,6 +325,12 @@ LOGGING = {
     "loggers": {"django.request": {"level": "WARNING"}},
 }
 
+# One cache for every process and host when INFEROPT_CACHE_URL names a Redis database of its own
+# (cache.clear() empties it): the login rate limit (webapp/accounts/ratelimit.py) is then shared, and
+# the figures workers build for a finished job's page (webapp/jobs/figure_cache.py) reach every web
+# process. Without it each process has its own memory cache. `make run` sets it to its private Redis.
+_cache_url = env_secret("INFEROPT_CACHE_URL")
+
 # --- Production profile (INFEROPT_ENV=production) ---------------------------------------------------
 # What docker/docker-compose.yml runs. `manage.py check --deploy` reports nothing with the defaults below
 # (tests/webapp/test_production_settings.py). Behind a TLS-terminating proxy, set
@@ -337,12 +344,12 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = envbool("DJANGO_SECURE_HSTS_PRELOAD", "true")
     SECURE_PROXY_SSL_HEADER = proxy_ssl_header(os.getenv("DJANGO_SECURE_PROXY_SSL_HEADER", ""))
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = envbool("DJANGO_SECURE_COOKIES", "true")
-    # One cache for every process and host, so the login rate limit (webapp/accounts/ratelimit.py) is
-    # shared. INFEROPT_CACHE_URL should be a Redis database of its own (cache.clear() empties it).
-    if _cache_url := env_secret("INFEROPT_CACHE_URL") or env_secret("REDIS_URL"):
-        CACHES = redis_cache(_cache_url)
+    # Production always shares its cache (below): falls back to the broker's Redis.
+    _cache_url = _cache_url or env_secret("REDIS_URL")
     # Workers log through LOGGING too, instead of Celery replacing the root logger's handlers.
     CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+if _cache_url:
+    CACHES = redis_cache(_cache_url)
 
 # Structured logs: one JSON object per line (webapp/logs.py); the default in production.
 INFEROPT_LOG_FORMAT = os.getenv("INFEROPT_LOG_FORMAT", "json" if PRODUCTION else "text").strip().lower()

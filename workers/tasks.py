@@ -46,6 +46,7 @@ from optimizers.recipe import Recipe
 from optimizers.report import Report
 from optimizers.search import SearchReport, SearchSpace, run_search
 from optimizers.serving.analysis import SERVING_MODE, ServingSpec, run_serving_analysis
+from webapp.jobs import figure_cache
 from webapp.jobs.models import Artifact, Job
 from webapp.jobs.services import delete_unpublished_files
 from webapp.reviews.services import record_gate_outcome
@@ -593,6 +594,8 @@ def run_job(self, job_id: int) -> str:
                 "gate_outcome": report.gate.outcome if report.gate else "",
                 "artifacts": _package_variants(job, report, work_dir, stored),
             }
+            # Before the row says succeeded: the page the user is polling reloads then, and finds them built.
+            figure_cache.warm(outcome["report"])
         with transaction.atomic():
             Artifact.objects.bulk_create(outcome["artifacts"])
             done = recorder.finish(

@@ -63,7 +63,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def celery_worker(
     django_db_setup: None, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CeleryWorker]:
-    """One worker for the session, on queue ``cpu``, against the test database."""
+    """One worker for the session, on queue ``cpu``, against the test database, with a shared Redis cache
+    (``redis_server.cache_url``) as ``make run`` gives it."""
     from django.db import connection
 
     data_dir = tmp_path_factory.mktemp("worker-data")
@@ -72,6 +73,7 @@ def celery_worker(
         database_url=database_url(connection.settings_dict),
         data_dir=data_dir,
         log_path=data_dir / "worker.log",
+        env={"INFEROPT_CACHE_URL": redis_server.cache_url},
     )
     yield worker
     worker.stop()

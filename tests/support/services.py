@@ -65,6 +65,11 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def cache_url(self) -> str:
+        """Database 1: the Django cache the workers and the web side share (``INFEROPT_CACHE_URL``)."""
+        return f"redis://127.0.0.1:{self.port}/1"
+
     def stop(self) -> None:
         _stop_process_group(self.process, patience=5)
 

@@ -8,7 +8,14 @@ import pytest
 
 from optimizers.report import Report
 from tests.webapp.helpers import sample_report
-from webapp.jobs.charts import CHART_IDS, latency_figure, report_figures, size_figure, throughput_figure
+from webapp.jobs.charts import (
+    CHART_IDS,
+    latency_figure,
+    profile_figure,
+    report_figures,
+    size_figure,
+    throughput_figure,
+)
 
 
 def test_latency_has_one_panel_per_batch_with_p50_p95_p99_per_variant():
@@ -79,3 +86,11 @@ def test_profile_chart_appears_when_the_baseline_was_profiled():
     pie, bars = figures["chart-profile"]["data"]
     assert pie["labels"] == ["preprocess", "model", "postprocess"]
     assert list(bars["y"]) == ["aten::addmm"]
+
+
+def test_profile_stages_keep_pipeline_order_whatever_the_stored_key_order():
+    # PostgreSQL's jsonb hands keys back shortest first; the cached figure must not depend on who stored it.
+    profile = {"shares": {"model": 0.85, "extra": 0.02, "preprocess": 0.1, "postprocess": 0.03}, "top_ops": []}
+    pie = profile_figure(profile)["data"][0]
+    assert pie["labels"] == ["preprocess", "model", "postprocess", "extra"]
+    assert list(pie["values"]) == pytest.approx([10.0, 85.0, 3.0, 2.0])

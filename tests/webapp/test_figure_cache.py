@@ -46,3 +46,11 @@ def test_a_different_report_gets_its_own_entry():
     figure_cache.report_figures(raw)
     assert figure_cache.report_figures(changed) == charts.report_figures(changed)
     assert figure_cache.report_figures(raw) == charts.report_figures(raw)
+
+
+def test_warming_is_skipped_where_no_other_process_reads_the_cache():
+    # The test settings keep Django's per-process memory cache: a worker's copy would help no page.
+    raw = sample_report()
+    assert not figure_cache.cache_is_shared()
+    assert figure_cache.warm(raw) is False
+    assert cache.get(figure_cache.cache_key(raw)) is None

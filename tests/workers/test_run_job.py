@@ -9,7 +9,10 @@ import zipfile
 
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
+from django.core.cache import cache
 
+from webapp.deployment import redis_cache
+from webapp.jobs import charts, figure_cache
 from webapp.jobs.models import Artifact, Job
 from workers.tasks import JobRecorder, fail_orphaned_jobs, run_job
 
@@ -27,7 +30,7 @@ EXPORT_THEN_QUANTIZE = {**ONNX_EXPORT, "steps": [{"pass": "onnx_export"}, {"pass
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_job_goes_from_queued_to_succeeded_with_artifacts_and_report(
-    make_job, enqueue, wait_for_final, worker_media, celery_worker
+    make_job, enqueue, wait_for_final, worker_media, celery_worker, redis_server, settings
 ):
     job = make_job(ONNX_EXPORT)
     assert job.status == Job.Status.QUEUED
@@ -69,6 +72,10 @@ def test_job_goes_from_queued_to_succeeded_with_artifacts_and_report(
     assert "onnxruntime" in manifest["library_versions"]
 
     assert not (celery_worker.data_dir / "work" / str(job.pk)).exists(), "the work dir must be removed"
+
+    # The worker built the job page's figures into the shared cache (as the stored report hashes).
+    settings.CACHES = redis_cache(redis_server.cache_url)
+    assert cache.get(figure_cache.cache_key(job.report)) == charts.report_figures(job.report)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -104,6 +104,14 @@ def size_figure(report: Report | dict[str, Any]) -> dict[str, Any]:
     return _figure_json(figure)
 
 
+#: The profile's stages in pipeline order: a stored report's key order does not survive PostgreSQL's jsonb.
+PROFILE_STAGES = ("preprocess", "model", "postprocess")
+
+
+def _stage_rank(stage: str) -> tuple[int, str]:
+    return (PROFILE_STAGES.index(stage) if stage in PROFILE_STAGES else len(PROFILE_STAGES), stage)
+
+
 def profile_figure(profile: dict[str, Any]) -> dict[str, Any]:
     """The baseline profile: pre/model/post split (pie) and the top operators (bars, ms per call)."""
     figure = make_subplots(
@@ -114,8 +122,9 @@ def profile_figure(profile: dict[str, Any]) -> dict[str, Any]:
         subplot_titles=("end-to-end split", "top operators (self time per model call)"),
     )
     shares = profile.get("shares", {})
+    stages = sorted(shares, key=_stage_rank)
     figure.add_trace(
-        go.Pie(labels=list(shares), values=[value * 100 for value in shares.values()], hole=0.4, sort=False),
+        go.Pie(labels=stages, values=[shares[stage] * 100 for stage in stages], hole=0.4, sort=False),
         row=1,
         col=1,
     )
