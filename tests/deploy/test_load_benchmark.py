@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,6 +80,25 @@ def test_a_tiny_load_run_accounts_for_every_job_and_drops_its_database(postgres,
     assert (other["api submit"]["requests"], other["api submit"]["errors"]) == (4, 0)
     assert "job accounting: ok" in output
     assert not {name for name in databases() - before if name.startswith("inferopt_load_")}
+
+
+@pytest.mark.slow
+def test_keep_leaves_the_database_and_data_folder_for_profiling(postgres, tmp_path):
+    arguments = tiny_run_arguments(tmp_path / "load.json") + ["--keep", "--users", "1", "--jobs", "1"]
+    completed = subprocess.run(arguments, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+    output = completed.stdout + completed.stderr
+    kept = [line.split()[2].rstrip(":") for line in output.splitlines() if line.startswith("kept database ")]
+    folders = [line.split()[-1] for line in output.splitlines() if line.startswith("logs kept in ")]
+    try:
+        assert completed.returncode == 0, output[-4000:]
+        assert kept and kept[0] in databases(), output[-2000:]
+        assert folders and (Path(folders[0]) / "data").is_dir(), output[-2000:]
+    finally:
+        for name in kept:
+            with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True, connect_timeout=5) as connection:
+                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.slow

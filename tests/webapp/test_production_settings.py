@@ -180,6 +180,19 @@ def test_production_cache_is_redis_when_redis_url_is_set(tmp_path):
     assert load_settings(env, "CACHES")["CACHES"]["default"]["LOCATION"] == "redis://redis:6379/0"
 
 
+def test_any_profile_shares_its_cache_when_inferopt_cache_url_is_set(tmp_path):
+    # `make run` sets it, so its web processes and worker share rate limits and pre-built job figures.
+    env = clean_env(tmp_path, INFEROPT_CACHE_URL="redis://127.0.0.1:6390/1", REDIS_URL="redis://127.0.0.1:6390/0")
+    cache = load_settings(env, "CACHES")["CACHES"]["default"]
+    assert (cache["BACKEND"], cache["LOCATION"]) == (
+        "django.core.cache.backends.redis.RedisCache",
+        "redis://127.0.0.1:6390/1",
+    )
+    # Outside production REDIS_URL alone is only the broker: the cache stays per process.
+    env = clean_env(tmp_path, REDIS_URL="redis://127.0.0.1:6390/0")
+    assert load_settings(env, "CACHES")["CACHES"]["default"]["BACKEND"].endswith("LocMemCache")
+
+
 LOG_A_RECORD = """
 import django, logging
 django.setup()
