@@ -101,6 +101,10 @@ def test_keep_leaves_the_database_and_data_folder_for_profiling(postgres, tmp_pa
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_the_run_and_drops_its_database(postgres, tmp_path):
     process = subprocess.Popen(
@@ -109,6 +113,9 @@ def test_ctrl_c_stops_the_run_and_drops_its_database(postgres, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # As from a terminal: a suite started in the background inherits SIGINT ignored (Python then installs
+        # no KeyboardInterrupt handler), and the script would not see this Ctrl-C.
+        preexec_fn=_interruptible,
     )
     lines = []
     try:
