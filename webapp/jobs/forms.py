@@ -15,6 +15,9 @@ from typing import Any
 
 from django import forms
 
+from optimizers.serving.continuous import ContinuousBatchingOptions
+from optimizers.serving.kv_quant import SUPPORTED_BITS, KVQuantOptions
+from optimizers.serving.speculative import SpeculativeOptions
 from webapp.accounts.services import teams_of
 from webapp.catalog.models import Dataset, ModelEntry
 
@@ -171,11 +174,16 @@ def _default_orders(pass_names: list[str]) -> dict[str, int]:
     return {name: (index + 1) * 10 for index, name in enumerate(ranked)}
 
 
-def parse_batch_sizes(text: str) -> list[int]:
+def parse_int_list(text: str, what: str, example: str) -> list[int]:
+    """Comma-separated integers → a list (empty for blank text); a ``ValidationError`` naming ``what`` otherwise."""
     try:
-        sizes = [int(part) for part in text.replace(" ", "").split(",") if part]
+        return [int(part) for part in text.replace(" ", "").split(",") if part]
     except ValueError:
-        raise forms.ValidationError("batch sizes must be integers separated by commas, e.g. 1,8") from None
+        raise forms.ValidationError(f"{what} must be integers separated by commas, e.g. {example}") from None
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    sizes = parse_int_list(text, "batch sizes", "1,8")
     if not sizes:
         raise forms.ValidationError("give at least one batch size")
     return sizes
@@ -432,8 +440,36 @@ def parse_delays(text: str) -> list[float]:
     return delays
 
 
+#: The spec's defaults for the causal-LM sections: the Serving tab's initial values.
+_SPECULATIVE = SpeculativeOptions()
+_KV_QUANT = KVQuantOptions()
+_CONTINUOUS = ContinuousBatchingOptions()
+
+
+def _comma_list(values: list[Any]) -> str:
+    return ",".join(str(value) for value in values)
+
+
+def _count_field(label: str, initial: int) -> forms.IntegerField:
+    """An optional whole number (blank: the spec's default); ``ServingSpec.parse`` checks its range."""
+    return forms.IntegerField(required=False, initial=initial, label=label, widget=forms.NumberInput(attrs={"min": 1}))
+
+
+def spec_section(enabled: bool, values: dict[str, Any]) -> dict[str, Any]:
+    """One optional section of a serving spec: ``{"enabled": false}`` when off, else ``enabled`` and the given values.
+
+    Values that are ``None`` (a blank field) are left out, so the spec's default applies.
+    """
+    if not enabled:
+        return {"enabled": False}
+    return {"enabled": True, **{key: value for key, value in values.items() if value is not None}}
+
+
 class ServingJobForm(forms.Form):
-    """A ``mode: serving`` job: the p95 budget and a small batching grid; ``serving_spec`` validates."""
+    """A ``mode: serving`` job: the p95 budget, a small batching grid and the causal-LM sections' main options.
+
+    The form only converts values; ``serving_spec`` validates (its ``RecipeError`` is the page's error).
+    """
 
     prefix = "serving"
 
@@ -449,6 +485,41 @@ class ServingJobForm(forms.Form):
     p95_budget_ms = forms.FloatField(initial=50, min_value=0.001, label="p95 latency budget (ms)")
     max_batch_sizes = forms.CharField(initial="1,4,8,16", label="Max batch sizes", help_text="Comma-separated.")
     max_queue_delays_ms = forms.CharField(initial="0,2,10", label="Max queue delays (ms)", help_text="Comma-separated.")
+    # Causal LMs only (ignored for other models): speculative:, kv_quant: and continuous_batching: of the spec.
+    speculative_enabled = forms.BooleanField(required=False, initial=_SPECULATIVE.enabled, label="Speculative decoding")
+    speculative_draft_model = forms.BooleanField(
+        required=False, initial=_SPECULATIVE.draft_model, label="With a draft model"
+    )
+    speculative_draft = forms.CharField(
+        required=False,
+        initial=_SPECULATIVE.draft,
+        max_length=500,
+        label="Draft model",
+        help_text="A demo model (zoo:…) with the target's tokenizer.",
+    )
+    speculative_prompt_lookup = forms.BooleanField(
+        required=False, initial=_SPECULATIVE.prompt_lookup, label="With prompt lookup"
+    )
+    speculative_max_new_tokens = _count_field("New tokens per prompt", _SPECULATIVE.max_new_tokens)
+    kv_quant_enabled = forms.BooleanField(required=False, initial=_KV_QUANT.enabled, label="KV-cache quantization")
+    kv_quant_nbits = forms.CharField(
+        required=False,
+        initial=_comma_list(_KV_QUANT.nbits),
+        label="KV-cache bits",
+        help_text=f"Comma-separated; the {_KV_QUANT.backend} backend takes "
+        f"{_comma_list(SUPPORTED_BITS[_KV_QUANT.backend])}.",
+    )
+    kv_quant_context_lens = forms.CharField(
+        required=False,
+        initial=_comma_list(_KV_QUANT.context_lens),
+        label="KV-quant context lengths",
+        help_text=f"Comma-separated; each above {_KV_QUANT.decode_tokens} (the decode steps).",
+    )
+    continuous_enabled = forms.BooleanField(
+        required=False, initial=_CONTINUOUS.enabled, label="Static vs continuous batching (estimate)"
+    )
+    continuous_max_batch = _count_field("Max batch (continuous)", _CONTINUOUS.max_batch)
+    continuous_requests = _count_field("Simulated requests", _CONTINUOUS.requests)
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
@@ -461,7 +532,18 @@ class ServingJobForm(forms.Form):
     def clean_max_queue_delays_ms(self) -> list[float]:
         return parse_delays(self.cleaned_data["max_queue_delays_ms"])
 
+    def clean_speculative_draft(self) -> str | None:
+        return self.cleaned_data.get("speculative_draft", "").strip() or None
+
+    def clean_kv_quant_nbits(self) -> list[int] | None:
+        return parse_int_list(self.cleaned_data.get("kv_quant_nbits", ""), "KV-cache bits", "4,8") or None
+
+    def clean_kv_quant_context_lens(self) -> list[int] | None:
+        text = self.cleaned_data.get("kv_quant_context_lens", "")
+        return parse_int_list(text, "context lengths", "128,512") or None
+
     def serving_mapping(self) -> dict[str, Any]:
+        """The spec the form describes; blank optional fields are left out (the spec's defaults apply)."""
         data = self.cleaned_data
         return {
             "mode": "serving",
@@ -472,4 +554,21 @@ class ServingJobForm(forms.Form):
                 "max_batch_sizes": data["max_batch_sizes"],
                 "max_queue_delays_ms": data["max_queue_delays_ms"],
             },
+            "speculative": spec_section(
+                data.get("speculative_enabled"),
+                {
+                    "draft_model": bool(data.get("speculative_draft_model")),
+                    "draft": data.get("speculative_draft"),
+                    "prompt_lookup": bool(data.get("speculative_prompt_lookup")),
+                    "max_new_tokens": data.get("speculative_max_new_tokens"),
+                },
+            ),
+            "kv_quant": spec_section(
+                data.get("kv_quant_enabled"),
+                {"nbits": data.get("kv_quant_nbits"), "context_lens": data.get("kv_quant_context_lens")},
+            ),
+            "continuous_batching": spec_section(
+                data.get("continuous_enabled"),
+                {"max_batch": data.get("continuous_max_batch"), "requests": data.get("continuous_requests")},
+            ),
         }
