@@ -21,6 +21,9 @@ from optimizers.artifacts import ModelArtifact
 from optimizers.benchmark.hardware import device_name
 from optimizers.errors import PassError
 
+#: The end-to-end stages, in pipeline order (``Profile.shares`` keys; charts show them in this order).
+PROFILE_STAGES = ("preprocess", "model", "postprocess")
+
 
 class OpTime(BaseModel):
     op: str
@@ -58,7 +61,7 @@ def profile_artifact(
     preprocess, postprocess = encoder_io(load_tokenizer(artifact), batch_size, seq_len)
     inputs = preprocess()
     postprocess(inputs, runtime.forward(inputs))  # warm-up
-    phases = {"preprocess": [], "model": [], "postprocess": []}
+    phases: dict[str, list[float]] = {stage: [] for stage in PROFILE_STAGES}
     for _ in range(iterations):
         t0 = time.perf_counter()
         inputs = preprocess()

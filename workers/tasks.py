@@ -448,8 +448,13 @@ def _claim(job_id: int, hostname: str, redelivered: bool) -> str:
     """
     worker = _fit("worker", hostname)
     # What any claim writes: this process holds the row, one more attempt, progress from zero.
-    holder = {"started_at": timezone.now(), "worker": worker, "worker_pid": os.getpid(), "progress": 0}
-    holder["attempts"] = F("attempts") + 1
+    holder = {
+        "started_at": timezone.now(),
+        "worker": worker,
+        "worker_pid": os.getpid(),
+        "attempts": F("attempts") + 1,
+        "progress": 0,
+    }
     claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
         status=Job.Status.RUNNING, stage=_fit("stage", "starting"), **holder
     )

@@ -95,8 +95,7 @@ def test_keep_leaves_the_database_and_data_folder_for_profiling(postgres, tmp_pa
         assert folders and (Path(folders[0]) / "data").is_dir(), output[-2000:]
     finally:
         for name in kept:
-            with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True, connect_timeout=5) as connection:
-                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            load_module().drop_database(POSTGRES, name)
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
 

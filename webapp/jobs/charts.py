@@ -13,6 +13,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from optimizers.profiling import PROFILE_STAGES
 from optimizers.report import Report
 
 PERCENTILES = (("p50_ms", "p50"), ("p95_ms", "p95"), ("p99_ms", "p99"))
@@ -104,11 +105,8 @@ def size_figure(report: Report | dict[str, Any]) -> dict[str, Any]:
     return _figure_json(figure)
 
 
-#: The profile's stages in pipeline order: a stored report's key order does not survive PostgreSQL's jsonb.
-PROFILE_STAGES = ("preprocess", "model", "postprocess")
-
-
 def _stage_rank(stage: str) -> tuple[int, str]:
+    """Pipeline order, unknown stages last: a stored report's key order does not survive PostgreSQL's jsonb."""
     return (PROFILE_STAGES.index(stage) if stage in PROFILE_STAGES else len(PROFILE_STAGES), stage)
 
 
